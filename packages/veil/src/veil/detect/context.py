@@ -1,0 +1,85 @@
+"""Context words: the English and French words that make a weak match likely to be PII.
+
+A SIN is a nine-digit number; "NAS 046 454 286" is almost surely one. Context is looked up by
+offset in a bounded window around each match (whole words, case-insensitive, accents optional),
+so its cost does not depend on the length of the text: detection stays linear. Presidio's
+context step walks every token of the text for every match, which is quadratic on long texts.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+_DEFAULT_BEFORE = 48
+_DEFAULT_AFTER = 24
+
+
+def _strip_accents(word: str) -> str:
+    decomposed = unicodedata.normalize("NFD", word)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _word_pattern(word: str) -> str:
+    """A word as a regex: spaces match any run of blanks, accented letters match with or without."""
+    parts = []
+    # Accents are optional in words of four letters or more ("numero" for "numéro"); in
+    # shorter ones they carry the meaning ("né" is not the negation "ne").
+    fold = len(word) >= 4
+    for ch in word:
+        if ch.isspace():
+            parts.append(r"[\s\-]+")
+            continue
+        bare = _strip_accents(ch)
+        if fold and bare != ch:
+            parts.append(f"[{re.escape(ch)}{re.escape(bare)}]")
+        else:
+            parts.append(re.escape(ch))
+    return "".join(parts)
+
+
+class ContextWords:
+    """A set of context words searched near a match.
+
+    >>> ctx = ContextWords(["SIN", "numéro d'assurance sociale"])
+    >>> text = "My SIN is 046 454 286"
+    >>> ctx.near(text, 10, 21)
+    True
+    >>> ctx.near("Mon numero d'assurance sociale: 046 454 286", 32, 43)
+    True
+    >>> ctx.near("SINGLE 046 454 286", 7, 18)
+    False
+    """
+
+    __slots__ = ("_regex", "after", "before", "words")
+
+    def __init__(self, words: Iterable[str], *, before: int = _DEFAULT_BEFORE, after: int = _DEFAULT_AFTER):
+        self.words: tuple[str, ...] = tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
+        self.before = before
+        self.after = after
+        if self.words:
+            # Longest first, so that "date of birth" is preferred to "date" inside the alternation.
+            alternation = "|".join(_word_pattern(w) for w in sorted(self.words, key=len, reverse=True))
+            self._regex: re.Pattern[str] | None = re.compile(
+                rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE
+            )
+        else:
+            self._regex = None
+
+    def __bool__(self) -> bool:
+        return self._regex is not None
+
+    def near(self, text: str, start: int, end: int) -> bool:
+        """True when a context word stands within the window before `start` or after `end`."""
+        regex = self._regex
+        if regex is None:
+            return False
+        if regex.search(text, max(0, start - self.before), start):
+            return True
+        return bool(self.after and regex.search(text, end, min(len(text), end + self.after)))
+
+    def before_only(self, text: str, start: int) -> bool:
+        """True when a context word stands in the window before `start`."""
+        regex = self._regex
+        return bool(regex and regex.search(text, max(0, start - self.before), start))

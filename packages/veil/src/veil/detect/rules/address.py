@@ -1,0 +1,100 @@
+"""Street addresses (ADDRESS), English and Quebec French, with the unit, city, province and
+postal code that follow them.
+
+The anchor is a civic number followed by a street type ("1234, rue Sainte-Catherine Ouest",
+"42 Maple Ave, Apt 5", "6865, rang des Érables"); the span then extends over a unit
+("app. 3", "Apt 5", "Unit 12"), and over ", City, ON H2X 1Y4" or "City (Québec) H2X 1Y4"
+when a province or a postal code confirms that the words after the street are a place.
+Street and city names are capitalised words; French particles (de, du, des, de la, l') may
+join them. Names without a street type ("1234 Maple") are left to the NER detectors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from veil.detect.rules.base import Rule
+from veil.entities import Entity
+
+
+def _alternation(words: tuple[str, ...]) -> str:
+    return "|".join(sorted(words, key=len, reverse=True))
+
+
+_FR_TYPES = _alternation((
+    "rue", "boulevard", r"boul\.?", "blvd", "bd", "avenue", r"av\.?", "chemin", r"ch\.", "rang", "route",
+    "rte", "place", "montée", "montee", "côte", "cote", "allée", "allee", "impasse", "croissant",
+    "promenade", "terrasse", "carré", "carre", "quai", "ruelle", "voie", "square", "autoroute",
+    "sentier", "parc", "cours", "esplanade",
+))
+_EN_TYPES = _alternation((
+    "Street", r"St\.?", "Avenue", r"Ave\.?", "Road", r"Rd\.?", "Drive", r"Dr\.?(?![ ]+[A-Z][a-z])",
+    "Boulevard", r"Blvd\.?", "Crescent", r"Cres\.?", "Lane", r"Ln\.?", "Court", r"Ct\.?", "Way",
+    "Place", r"Pl\.?", "Terrace", "Parkway", r"Pkwy\.?", "Highway", r"Hwy\.?", "Circle", "Square",
+    "Trail", "Close", "Row", "Line", "Sideroad", "Grove", "Heights", "Gardens", "Park",
+))
+_DIRECTIONS = _alternation((
+    "Est", "Ouest", "Nord", "Sud", r"E\.?", r"O\.?", r"N\.?", r"S\.?", r"W\.?", "NE", "NW", "SE", "SW",
+    "North", "South", "East", "West",
+))
+_PROVINCES = _alternation((
+    "Québec", "Quebec", "QC", "Qc", "Ontario", "ON", r"Ont\.", "British Columbia", "BC", r"B\.C\.",
+    r"C\.-B\.", "Alberta", "AB", r"Alta\.", "Manitoba", "MB", r"Man\.", "Saskatchewan", "SK", r"Sask\.",
+    "Nova Scotia", "NS", r"N\.-É\.", "New Brunswick", "NB", r"N\.-B\.", "Newfoundland and Labrador",
+    "NL", r"T\.-N\.-L\.", "Prince Edward Island", "PE", "PEI", r"Î\.-P\.-É\.", "Yukon", "YT",
+    "Northwest Territories", "NT", "Nunavut", "NU",
+))
+_POSTAL = r"[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9]"
+
+_UPPER = "A-ZÀ-ÖØ-Þ"
+_WORD = rf"(?:[{_UPPER}][\w'’]*(?:-[\w'’]+)*|[0-9]{{1,3}}(?:e|re|er|ième|st|nd|rd|th)?)"
+_PARTICLE = r"(?:de[ ]la[ ]|de[ ]l['’]|des[ ]|du[ ]|de[ ]|la[ ]|le[ ]|les[ ]|l['’]|d['’]|aux[ ]|au[ ])"
+_CITY = rf"[{_UPPER}][\w'’]*(?:-[\w'’]+)*(?:[ ][{_UPPER}][\w'’]*(?:-[\w'’]+)*){{0,2}}"
+_PROVINCE_OR_POSTAL = rf"(?:\((?:{_PROVINCES})\)|(?:{_PROVINCES})(?![\w])|{_POSTAL}(?![\w]))"
+_TAIL = (
+    rf"(?:,?[ ]+{_CITY}(?=,?[ ]+{_PROVINCE_OR_POSTAL}))?"
+    rf"(?:,?[ ]+(?:\((?:{_PROVINCES})\)|(?:{_PROVINCES})(?![\w])))?"
+    rf"(?:,?[ ]+{_POSTAL}(?![\w]))?"
+)
+_CIVIC = r"[0-9]{1,5}(?:-[0-9]{1,5})?(?:[ ]?[A-Da-d](?![\w]))?"
+_UNIT_FR = r"(?:,?[ ]+(?:app|appartement|apt|bureau|suite|unité|local)\.?[ ]?[#]?[0-9A-Za-z\-]{1,6}(?![\w]))?"
+_UNIT_EN = r"(?:,?[ ]+(?:Apt|Apartment|Suite|Ste|Unit|Floor|#)\.?[ ]?[#]?[0-9A-Za-z\-]{1,6}(?![\w]))?"
+
+_FR_STREET = (
+    rf"{_CIVIC},?[ ]+(?i:{_FR_TYPES})[ ]+{_PARTICLE}*{_WORD}(?:[ \-]{_PARTICLE}*{_WORD}){{0,4}}"
+    rf"(?:[ ]+(?:{_DIRECTIONS})(?![\w]))?"
+)
+_EN_STREET = (
+    rf"{_CIVIC}[ ]+(?:{_WORD}[ ]+){{1,4}}(?:{_EN_TYPES})(?![\w'’])(?:[ ]+(?:{_DIRECTIONS})(?![\w]))?"
+)
+
+ADDRESS_FR = Rule(
+    name="address_fr",
+    entity=Entity.ADDRESS,
+    pattern=_FR_STREET + _UNIT_FR + _TAIL,
+    score=0.8,
+    examples=(
+        "1234, rue Sainte-Catherine Ouest",
+        "6865, rang des Érables, Sherbrooke (Québec) T5G 8B7",
+        "42 boulevard de la Montagne, app. 3, Montréal (Québec) H3G 1Z2",
+    ),
+    counterexamples=("la rue est belle", "3 rues plus loin"),
+)
+
+ADDRESS_EN = Rule(
+    name="address_en",
+    entity=Entity.ADDRESS,
+    pattern=_EN_STREET + _UNIT_EN + _TAIL,
+    score=0.8,
+    examples=(
+        "42 Maple Ave, Apt 5",
+        "1234 King Street West Unit 12, Ottawa, ON K1A 0B1",
+        "77 Queen St E, Toronto, ON M5C 1R6",
+    ),
+    counterexamples=("We met at 5 PM Dr Smith said", "3 streets away"),
+)
+
+# Exposed for the NER fusion step, which completes addresses the rules started.
+PROVINCE_OR_POSTAL = re.compile(_PROVINCE_OR_POSTAL)
+
+RULES: tuple[Rule, ...] = (ADDRESS_FR, ADDRESS_EN)

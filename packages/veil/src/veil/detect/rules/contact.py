@@ -1,0 +1,214 @@
+"""Contact details: EMAIL, PHONE, URL, IP_ADDRESS.
+
+Phone numbers are found by one pattern (digits with the usual separators, an optional `+`
+and parentheses) and checked with libphonenumber (`phonenumbers`) on the candidate alone, in
+the regions that fit: NANP for numbers without a country code, then a few European regions
+for numbers that start with a trunk `0`. Presidio runs libphonenumber's matcher once per
+region over the whole text; this costs one parse per candidate instead.
+
+Traps handled here: an IPv4 address or a date is never a phone; chunks of an IBAN or a card
+lose to the longer, checksummed span in the engine's overlap resolution.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+
+from veil.detect.rules.base import Rule
+from veil.entities import Entity
+
+_SEPARATORS = " \u00a0\u202f.-"
+
+# --- EMAIL -----------------------------------------------------------------------------------
+
+EMAIL = Rule(
+    name="email",
+    entity=Entity.EMAIL,
+    # Local part, @, one or more labels, a TLD of letters. The lookahead keeps a trailing
+    # sentence dot out of the domain.
+    pattern=r"[\w.%+\-]{1,64}@(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w\-])",
+    score=0.95,
+    requires=("@",),
+    examples=("jean.tremblay@exemple.qc.ca", "a_b+tag@mail.example.com", "émilie@courriel.ca"),
+    counterexamples=("contact us @ the office", "user@localhost", "the @ sign"),
+)
+
+# --- PHONE -----------------------------------------------------------------------------------
+
+_PHONE_CONTEXT = (
+    "phone", "telephone", "tel", "cell", "cellphone", "mobile", "call", "reach", "fax", "number",
+    "téléphone", "tél", "cellulaire", "appelez", "appeler", "joindre", "numéro", "portable",
+)
+
+_IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_GROUP_SPLIT = re.compile(r"[ \u00a0\u202f.\-]+")
+_TRUNK_REGIONS = ("FR", "BE", "CH", "GB", "DE", "NL", "ES", "IT")
+
+
+@lru_cache(maxsize=4096)
+def _phone_validity(candidate: str) -> int:
+    """2 for a valid number, 1 for a merely possible one, 0 otherwise."""
+    import phonenumbers  # noqa: PLC0415 - 20 ms of import, paid only when a candidate shows up
+
+    digits = "".join(ch for ch in candidate if ch.isdigit())
+    if candidate.startswith("+"):
+        regions: tuple[str | None, ...] = (None,)
+    elif digits.startswith("0") and not digits.startswith("011"):
+        regions = _TRUNK_REGIONS
+    else:
+        regions = ("CA",)
+    best = 0
+    for region in regions:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return 2
+        if phonenumbers.is_possible_number(number):
+            best = 1
+    return best
+
+
+def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
+    candidate = text[start:end]
+    if _IPV4_SHAPE.fullmatch(candidate):
+        return None
+    if candidate.count("(") != candidate.count(")"):
+        # "(514) 555" is fine; a lone parenthesis belongs to the sentence, not the number.
+        if candidate.startswith("("):
+            start += 1
+        candidate = text[start:end].rstrip(")")
+        end = start + len(candidate)
+    # Try the whole candidate, then shorter ones that drop a leading or trailing group: the
+    # pattern is greedy and may have glued a neighbouring number to the phone.
+    groups = [(m.start(), m.end()) for m in re.finditer(r"[^ \u00a0\u202f.\-]+", candidate)]
+    best: tuple[int, int] | None = None
+    best_validity = 0
+    for first in range(min(len(groups), 3)):
+        for last in range(len(groups) - 1, first - 1, -1):
+            sub = candidate[groups[first][0] : groups[last][1]]
+            if sum(ch.isdigit() for ch in sub) < 7:
+                break
+            validity = _phone_validity(sub)
+            if validity > best_validity:
+                best, best_validity = (start + groups[first][0], start + groups[last][1]), validity
+                if validity == 2:
+                    return best
+    return best
+
+
+def _phone_is_valid(value: str) -> bool:
+    return _phone_validity(value) == 2
+
+
+PHONE = Rule(
+    name="phone",
+    entity=Entity.PHONE,
+    pattern=r"[+(]?[0-9][0-9 \u00a0\u202f().\-]{5,22}[0-9](?![0-9])",
+    score=0.75,
+    context=_PHONE_CONTEXT,
+    context_boost=0.2,
+    validate=_phone_is_valid,
+    invalid_score=0.3,  # possible but not valid: strict mode only
+    refine=_refine_phone,
+    examples=("(514) 555-0199", "+1 438 555 0142", "1-819-555-0100", "+33 1 42 68 53 00", "06 12 34 56 78"),
+    counterexamples=("192.168.10.20", "Order 48213 is pending", "at 10:30 on 2024-03-01"),
+)
+
+# --- URL -------------------------------------------------------------------------------------
+
+_URL_TRAILING = ".,;:!?'\"»"
+
+
+def _refine_url(text: str, start: int, end: int) -> tuple[int, int] | None:
+    value = text[start:end]
+    while value and (value[-1] in _URL_TRAILING or (value[-1] == ")" and value.count("(") < value.count(")"))):
+        value = value[:-1]
+    if len(value) < 8:
+        return None
+    return start, start + len(value)
+
+
+URL = Rule(
+    name="url",
+    entity=Entity.URL,
+    pattern=r"(?:https?://|ftp://|www\.)[^\s<>\"'`{}|\\^\[\]]+",
+    score=0.8,
+    flags=re.IGNORECASE,
+    refine=_refine_url,
+    requires=("://", "www.", "WWW."),
+    examples=("https://exemple.ca/dossier?id=42", "www.example.com/path"),
+    counterexamples=("http:// nothing", "visit the www"),
+)
+
+# --- IP_ADDRESS ------------------------------------------------------------------------------
+
+_IP_CONTEXT = ("ip", "address", "adresse", "login", "connexion", "connection", "server", "serveur", "host")
+
+
+def _refine_ipv4(text: str, start: int, end: int) -> tuple[int, int] | None:
+    # "v1.2.3.4.5" and "1.2.3.4.5": part of a longer dotted number, not an address.
+    if start >= 2 and text[start - 1] == "." and text[start - 2].isdigit():
+        return None
+    return start, end
+
+
+def _ipv4_is_valid(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+IPV4 = Rule(
+    name="ipv4",
+    entity=Entity.IP_ADDRESS,
+    pattern=r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(?![0-9]|\.[0-9])",
+    score=0.85,
+    context=_IP_CONTEXT,
+    context_boost=0.1,
+    validate=_ipv4_is_valid,
+    refine=_refine_ipv4,
+    examples=("192.168.10.20", "8.8.8.8", "225.88.187.115"),
+    counterexamples=("999.1.1.1", "version 1.2.3.4.5", "3.14"),
+)
+
+
+def _refine_ipv6(text: str, start: int, end: int) -> tuple[int, int] | None:
+    value = text[start:end]
+    # A sentence colon right after the address ("…::1: down") is not part of it.
+    while value.endswith(":") and not value.endswith("::"):
+        value = value[:-1]
+    groups = [g for g in re.split(r"[:.]", value) if g]
+    if len(groups) < 2 or value.count(":") < 2:
+        return None
+    return start, start + len(value)
+
+
+def _ipv6_is_valid(value: str) -> bool:
+    try:
+        address = ipaddress.IPv6Address(value.split("%", 1)[0])
+    except ValueError:
+        return False
+    return not (address.is_loopback or address.is_unspecified)
+
+
+IPV6 = Rule(
+    name="ipv6",
+    entity=Entity.IP_ADDRESS,
+    pattern=r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z:])",
+    score=0.85,
+    context=_IP_CONTEXT,
+    context_boost=0.1,
+    validate=_ipv6_is_valid,
+    refine=_refine_ipv6,
+    requires=(":",),
+    examples=("2001:db8:85a3::8a2e:370:7334", "fe80::1ff:fe23:4567:890a", "::ffff:192.0.2.128"),
+    counterexamples=("at 10:30:45 sharp", "ratio 3:2:1", "Note: see below"),
+)
+
+RULES: tuple[Rule, ...] = (EMAIL, PHONE, URL, IPV4, IPV6)

@@ -1,0 +1,87 @@
+"""Credentials pasted into prompts (SECRET): API keys with well-known prefixes, JWTs, private
+keys, and bearer tokens with enough entropy to be machine-made.
+
+Each pattern needs its prefix to be present in the text before it runs at all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+from veil.detect.rules.base import Rule
+from veil.entities import Entity
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of `value`.
+
+    >>> round(shannon_entropy("aaaa"), 2), shannon_entropy("abcd") == 2.0
+    (0.0, True)
+    """
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    total = len(value)
+    return -sum(n / total * math.log2(n / total) for n in counts.values())
+
+
+def _looks_random(value: str) -> bool:
+    token = value.split()[-1]
+    classes = sum((any(c.islower() for c in token), any(c.isupper() for c in token), any(c.isdigit() for c in token)))
+    return len(token) >= 20 and classes >= 2 and shannon_entropy(token) >= 3.5
+
+
+def _keyed(name: str, pattern: str, requires: tuple[str, ...], example: str) -> Rule:
+    return Rule(
+        name=name,
+        entity=Entity.SECRET,
+        pattern=pattern,
+        score=0.95,
+        requires=requires,
+        examples=(example,),
+    )
+
+
+_KEYED = (
+    _keyed("secret_openai", r"sk-(?:proj-|ant-|svcacct-)?[A-Za-z0-9_\-]{20,}", ("sk-",),
+           "sk-proj-abcdefghijklmnopqrstuvwxyz012345"),
+    _keyed("secret_github", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
+           ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+    _keyed("secret_aws_access_key", r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])", ("AKIA", "ASIA"),
+           "AKIAIOSFODNN7EXAMPLE"),
+    _keyed("secret_google_api_key", r"AIza[0-9A-Za-z_\-]{35}", ("AIza",), "AIza" + "Sy" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"),
+    _keyed("secret_slack", r"xox[abposr]-[0-9A-Za-z\-]{10,250}", ("xox",), "xoxb-123456789012-abcdefABCDEF"),
+    _keyed("secret_stripe", r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,247}", ("_live_", "_test_"),
+           "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"),
+    _keyed("secret_gitlab", r"glpat-[0-9A-Za-z_\-]{20,}", ("glpat-",), "glpat-abcdefghij1234567890"),
+    _keyed("secret_jwt", r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyJ",),
+           "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    _keyed("secret_private_key",
+           r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]{0,8000}?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
+           ("-----BEGIN",), "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----"),
+)
+
+def _refine_bearer(text: str, start: int, end: int) -> tuple[int, int] | None:
+    # Report the credential, not the word that announced it.
+    match = re.search(r"[ \t]+", text[start:end])
+    return (start + match.end(), end) if match else None
+
+
+BEARER_TOKEN = Rule(
+    name="secret_bearer",
+    entity=Entity.SECRET,
+    pattern=(
+        r"(?:Bearer|bearer|Token|token|api[_\-]?key|API[_\-]?KEY|password|mot de passe)[:=]?[ \t]+"
+        r"[A-Za-z0-9_\-.=+/]{20,512}"
+    ),
+    score=0.8,
+    validate=_looks_random,
+    refine=_refine_bearer,
+    requires=("earer", "oken", "key", "KEY", "password", "passe"),
+    examples=("Bearer abcDEF1234567890ghijKLMNOP",),
+    counterexamples=("Bearer of good news is here today",),
+)
+
+RULES: tuple[Rule, ...] = (*_KEYED, BEARER_TOKEN)
