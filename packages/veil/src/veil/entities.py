@@ -81,6 +81,13 @@ SPECIFICITY: tuple[str, ...] = (
 _SPECIFICITY_RANK = {name: rank for rank, name in enumerate(SPECIFICITY)}
 
 
+# A span of a composite entity keeps the spans of its parts inside it from winning the overlap
+# resolution: an address is one span, not a street and a postal code.
+COMPOSITES: dict[str, frozenset[str]] = {
+    Entity.ADDRESS: frozenset({Entity.CA_POSTAL_CODE, Entity.LOCATION, Entity.PERSON, Entity.ORGANIZATION}),
+}
+
+
 def specificity_rank(entity: str) -> int:
     """Lower is more specific; user-defined entities rank after the built-in ones."""
     return _SPECIFICITY_RANK.get(entity, len(SPECIFICITY))

@@ -1,6 +1,6 @@
 """Context words: the English and French words that make a weak match likely to be PII.
 
-A SIN is a nine-digit number; "NAS 046 454 286" is almost surely one. Context is looked up by
+A SIN is a nine-digit number; "NAS 130 692 544" is almost surely one. Context is looked up by
 offset in a bounded window around each match (whole words, case-insensitive, accents optional),
 so its cost does not depend on the length of the text: detection stays linear. Presidio's
 context step walks every token of the text for every match, which is quadratic on long texts.
@@ -43,12 +43,12 @@ class ContextWords:
     """A set of context words searched near a match.
 
     >>> ctx = ContextWords(["SIN", "numéro d'assurance sociale"])
-    >>> text = "My SIN is 046 454 286"
+    >>> text = "My SIN is 130 692 544"
     >>> ctx.near(text, 10, 21)
     True
-    >>> ctx.near("Mon numero d'assurance sociale: 046 454 286", 32, 43)
+    >>> ctx.near("Mon numero d'assurance sociale: 130 692 544", 32, 43)
     True
-    >>> ctx.near("SINGLE 046 454 286", 7, 18)
+    >>> ctx.near("SINGLE 130 692 544", 7, 18)
     False
     """
 

@@ -10,7 +10,6 @@ fails closed and never hands back a text as if it had been checked.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
@@ -19,7 +18,7 @@ from veil.detect.custom import iter_detectors
 from veil.detect.language import guess_language
 from veil.detect.policy import Policy
 from veil.detect.rules import BUILTIN_RULES, RuleDetector
-from veil.entities import LANGUAGES, Language, LanguageOption, Span, specificity_rank
+from veil.entities import COMPOSITES, LANGUAGES, Language, LanguageOption, Span, specificity_rank
 from veil.errors import ConfigError, DetectionError, VeilError
 
 # Below this many characters, `adetect` runs inline: a thread hop costs more than the scan.
@@ -44,12 +43,36 @@ def _rank(span: Span) -> tuple[float, int, int, int]:
     return (-span.score, -(span.end - span.start), specificity_rank(span.entity), span.start)
 
 
+def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
+    """Remove spans that lie inside a composite span (an address) of which they are a part."""
+    containers = sorted((span for span in spans if span.entity in COMPOSITES), key=lambda s: s.start)
+    if not containers:
+        return spans
+    starts = [c.start for c in containers]
+    # reach[i]: the container ending furthest among containers[0..i], so one look per span.
+    reach: list[Span] = []
+    for container in containers:
+        reach.append(container if not reach or container.end >= reach[-1].end else reach[-1])
+    kept = []
+    for span in spans:
+        index = bisect.bisect_right(starts, span.start) - 1
+        if index >= 0:
+            container = reach[index]
+            if container is not span and span.end <= container.end and span.entity in COMPOSITES[container.entity]:
+                continue
+        kept.append(span)
+    return kept
+
+
 def resolve_overlaps(spans: Iterable[Span]) -> list[Span]:
     """Keep the best of overlapping spans: higher score, then longer, then more specific.
+
+    First, parts inside a composite span (a postal code inside an address) give way to it.
 
     Greedy over the candidates in rank order, with the kept spans in a sorted list, so the
     cost is O(k log k) in the number of candidates.
     """
+    spans = _drop_parts_of_composites(list(spans))
     kept_starts: list[int] = []
     kept: list[Span] = []
     for span in sorted(spans, key=_rank):
@@ -141,6 +164,8 @@ class Engine:
         """`detect` for async code: long texts are scanned in a worker thread."""
         if len(text) < _INLINE_ASYNC_CHARS:
             return self.detect(text, language)
+        import asyncio  # noqa: PLC0415 - 40 ms of import that sync users never need
+
         return await asyncio.to_thread(self.detect, text, language)
 
     async def adetect_many(

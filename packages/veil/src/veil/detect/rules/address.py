@@ -13,41 +13,46 @@ from __future__ import annotations
 
 import re
 
-from veil.detect.rules.base import Rule
+from veil.detect.rules.base import Rule, word_alternation
 from veil.entities import Entity
 
 
-def _alternation(words: tuple[str, ...]) -> str:
-    return "|".join(sorted(words, key=len, reverse=True))
+def _with_dots(*words: str) -> tuple[str, ...]:
+    """Each abbreviation with and without its dot."""
+    return tuple(form for word in words for form in (word, word + "."))
 
 
-_FR_TYPES = _alternation((
-    "rue", "boulevard", r"boul\.?", "blvd", "bd", "avenue", r"av\.?", "chemin", r"ch\.", "rang", "route",
+_FR_TYPES = word_alternation((
+    *_with_dots("boul", "av", "ch"), "rue", "boulevard", "blvd", "bd", "avenue", "chemin", "rang", "route",
     "rte", "place", "montée", "montee", "côte", "cote", "allée", "allee", "impasse", "croissant",
     "promenade", "terrasse", "carré", "carre", "quai", "ruelle", "voie", "square", "autoroute",
     "sentier", "parc", "cours", "esplanade",
 ))
-_EN_TYPES = _alternation((
-    "Street", r"St\.?", "Avenue", r"Ave\.?", "Road", r"Rd\.?", "Drive", r"Dr\.?(?![ ]+[A-Z][a-z])",
-    "Boulevard", r"Blvd\.?", "Crescent", r"Cres\.?", "Lane", r"Ln\.?", "Court", r"Ct\.?", "Way",
-    "Place", r"Pl\.?", "Terrace", "Parkway", r"Pkwy\.?", "Highway", r"Hwy\.?", "Circle", "Square",
-    "Trail", "Close", "Row", "Line", "Sideroad", "Grove", "Heights", "Gardens", "Park",
-))
-_DIRECTIONS = _alternation((
-    "Est", "Ouest", "Nord", "Sud", r"E\.?", r"O\.?", r"N\.?", r"S\.?", r"W\.?", "NE", "NW", "SE", "SW",
+_EN_TYPES = (
+    word_alternation((
+        *_with_dots("St", "Ave", "Rd", "Blvd", "Cres", "Ln", "Ct", "Pl", "Pkwy", "Hwy"),
+        "Street", "Avenue", "Road", "Drive", "Boulevard", "Crescent", "Lane", "Court", "Way", "Place",
+        "Terrace", "Parkway", "Highway", "Circle", "Square", "Trail", "Close", "Row", "Line", "Sideroad",
+        "Grove", "Heights", "Gardens", "Park",
+    ))
+    # "Dr" is a street only when no name follows it ("5 PM Dr Smith" is a doctor).
+    + r"|Dr\.?(?![ ]+[A-Z][a-z])"
+)
+_DIRECTIONS = word_alternation((
+    *_with_dots("E", "O", "N", "S", "W"), "Est", "Ouest", "Nord", "Sud", "NE", "NW", "SE", "SW",
     "North", "South", "East", "West",
 ))
-_PROVINCES = _alternation((
-    "Québec", "Quebec", "QC", "Qc", "Ontario", "ON", r"Ont\.", "British Columbia", "BC", r"B\.C\.",
-    r"C\.-B\.", "Alberta", "AB", r"Alta\.", "Manitoba", "MB", r"Man\.", "Saskatchewan", "SK", r"Sask\.",
-    "Nova Scotia", "NS", r"N\.-É\.", "New Brunswick", "NB", r"N\.-B\.", "Newfoundland and Labrador",
-    "NL", r"T\.-N\.-L\.", "Prince Edward Island", "PE", "PEI", r"Î\.-P\.-É\.", "Yukon", "YT",
+_PROVINCES = word_alternation((
+    "Québec", "Quebec", "QC", "Qc", "Ontario", "ON", "Ont.", "British Columbia", "BC", "B.C.",
+    "C.-B.", "Alberta", "AB", "Alta.", "Manitoba", "MB", "Man.", "Saskatchewan", "SK", "Sask.",
+    "Nova Scotia", "NS", "N.-É.", "New Brunswick", "NB", "N.-B.", "Newfoundland and Labrador",
+    "NL", "T.-N.-L.", "Prince Edward Island", "PE", "PEI", "Î.-P.-É.", "Yukon", "YT",
     "Northwest Territories", "NT", "Nunavut", "NU",
 ))
 _POSTAL = r"[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9]"
 
 _UPPER = "A-ZÀ-ÖØ-Þ"
-_WORD = rf"(?:[{_UPPER}][\w'’]*(?:-[\w'’]+)*|[0-9]{{1,3}}(?:e|re|er|ième|st|nd|rd|th)?)"
+_WORD = rf"(?:[{_UPPER}][\w'’]*(?:-[\w'’]+)*|[0-9]{{1,3}}(?:e|re|er|ième|st|nd|rd|th))"
 _PARTICLE = r"(?:de[ ]la[ ]|de[ ]l['’]|des[ ]|du[ ]|de[ ]|la[ ]|le[ ]|les[ ]|l['’]|d['’]|aux[ ]|au[ ])"
 _CITY = rf"[{_UPPER}][\w'’]*(?:-[\w'’]+)*(?:[ ][{_UPPER}][\w'’]*(?:-[\w'’]+)*){{0,2}}"
 _PROVINCE_OR_POSTAL = rf"(?:\((?:{_PROVINCES})\)|(?:{_PROVINCES})(?![\w])|{_POSTAL}(?![\w]))"

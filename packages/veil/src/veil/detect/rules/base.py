@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from veil.detect.context import ContextWords
 from veil.entities import Language, Span
@@ -71,13 +72,160 @@ class _CompiledRule:
 
     def __init__(self, rule: Rule, source: str) -> None:
         self.rule = rule
+        self.source = source
+        self.regex = re.compile(rule.pattern, rule.flags)
+        if self.regex.groupindex or _has_backreference(rule.pattern):
+            raise ValueError(f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)")
         # Plain str, not the Entity enum: spans print and serialise as the bare name.
         self.entity = str(rule.entity)
         self.promote_entity = str(rule.promote.entity) if rule.promote else ""
-        self.source = source
-        self.regex = re.compile(rule.pattern, rule.flags)
         self.context = ContextWords(rule.context)
         self.promote_words = ContextWords(rule.promote.words) if rule.promote else None
+
+
+def _has_backreference(pattern: str) -> bool:
+    return bool(re.search(r"\\[1-9]|\(\?P=", pattern))
+
+
+# Where a match may start, as a character class; rules whose matches all start with one of
+# these characters, after a non-word character, share one pass over the text.
+_ANCHORS: dict[str, str] = {
+    "digit": "[+(0-9]",
+    "upper": "[A-ZÀ-ÖØ-Þ]",
+}
+
+
+def _first_characters(pattern: str, flags: int) -> set[str] | None:
+    """The characters a match of `pattern` can start with, or None when that is not simple."""
+    import re._constants as c  # noqa: PLC0415
+    import re._parser as p  # noqa: PLC0415
+
+    if flags & re.IGNORECASE:
+        return None
+
+    def of(items: Any) -> tuple[set[str], bool] | None:
+        # (characters, can the sequence be empty)
+        chars: set[str] = set()
+        for op, av in items:
+            if op is c.LITERAL:
+                chars.add(chr(av))
+                return chars, False
+            if op is c.IN:
+                for item_op, item_av in av:
+                    if item_op is c.LITERAL:
+                        chars.add(chr(item_av))
+                    elif item_op is c.RANGE:
+                        chars.update(chr(code) for code in range(item_av[0], item_av[1] + 1))
+                    elif item_op is c.CATEGORY and item_av is c.CATEGORY_DIGIT:
+                        chars.update("0123456789")
+                    else:
+                        return None
+                return chars, False
+            if op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                inner = of(av[2])
+                if inner is None:
+                    return None
+                chars |= inner[0]
+                if av[0] > 0 and not inner[1]:
+                    return chars, False
+                continue
+            if op is c.SUBPATTERN:
+                if av[1] or av[2]:
+                    return None  # scoped flags
+                inner = of(av[3])
+                if inner is None:
+                    return None
+                chars |= inner[0]
+                if not inner[1]:
+                    return chars, False
+                continue
+            if op is c.BRANCH:
+                empty = False
+                for branch in av[1]:
+                    inner = of(branch)
+                    if inner is None:
+                        return None
+                    chars |= inner[0]
+                    empty = empty or inner[1]
+                if not empty:
+                    return chars, False
+                continue
+            return None
+        return chars, True
+
+    result = of(p.parse(pattern, flags))
+    if result is None or result[1]:
+        return None
+    return result[0]
+
+
+def _anchor_of(rule: Rule) -> str | None:
+    if not rule.left_boundary:
+        return None
+    first = _first_characters(rule.pattern, rule.flags)
+    if not first:
+        return None
+    for name, char_class in _ANCHORS.items():
+        if all(re.fullmatch(char_class, ch) for ch in first):
+            return name
+    return None
+
+
+class _Pass:
+    """One scan of the text: a single rule, or a gate shared by several rules.
+
+    A gate is a zero-width pattern that stops at each word start matching the anchor and tries
+    every rule there inside a lookahead, each in its own named group: one C-level scan and one
+    Python step per candidate position, whatever the number of rules.
+    """
+
+    __slots__ = ("gate", "groups", "single")
+
+    def __init__(self, rules: Sequence[_CompiledRule], anchor: str | None) -> None:
+        if anchor is None:
+            (self.single,) = rules
+            self.gate = None
+            self.groups: tuple[tuple[int, _CompiledRule], ...] = ()
+            return
+        self.single = None
+        parts = []
+        for index, compiled in enumerate(rules):
+            pattern = compiled.rule.pattern
+            parts.append(f"(?=(?P<r{index}>{pattern})|)")
+        self.gate = re.compile(rf"(?<![^\W_])(?={_ANCHORS[anchor]})" + "".join(parts))
+        self.groups = tuple((self.gate.groupindex[f"r{i}"], compiled) for i, compiled in enumerate(rules))
+
+
+def word_alternation(words: Iterable[str]) -> str:
+    """A regex matching any of `words` (literal strings), built as a prefix trie.
+
+    Python's `re` tries the branches of `a|b|c` one after another at every position; a trie
+    (`r(?:ue|ang|oute)`) decides on each character once, which matters for the long lists of
+    street types and month names that are tried at every number of a text.
+
+    >>> import re
+    >>> pattern = word_alternation(["rue", "rang", "route", "r"])
+    >>> [bool(re.fullmatch(pattern, w)) for w in ("rue", "rang", "route", "r", "ru")]
+    [True, True, True, True, False]
+    """
+    trie: dict[str, Any] = {}
+    for word in set(words):
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        ends_here = "" in node
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if ends_here:
+            return f"(?:{body})?"
+        return body
+
+    return build(trie)
 
 
 def not_inside_longer_number(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -104,7 +252,17 @@ class RuleDetector:
         if duplicates:
             raise ValueError(f"duplicate rule names: {sorted(duplicates)}")
         self.rules = tuple(rules)
-        self._compiled = tuple(_CompiledRule(rule, source) for rule in rules)
+        compiled = [_CompiledRule(rule, source) for rule in rules]
+        by_anchor: dict[str, list[_CompiledRule]] = {}
+        passes: list[_Pass] = []
+        for item in compiled:
+            anchor = _anchor_of(item.rule)
+            if anchor is None:
+                passes.append(_Pass([item], None))
+            else:
+                by_anchor.setdefault(anchor, []).append(item)
+        passes.extend(_Pass(group, anchor) for anchor, group in by_anchor.items())
+        self._passes = tuple(passes)
 
     @property
     def entities(self) -> frozenset[str]:
@@ -114,40 +272,59 @@ class RuleDetector:
 
     def detect(self, text: str, language: Language = "en") -> list[Span]:
         spans: list[Span] = []
-        for compiled in self._compiled:
-            rule = compiled.rule
-            if language not in rule.languages:
+        for scan in self._passes:
+            single = scan.single
+            if single is not None:
+                rule = single.rule
+                if language not in rule.languages:
+                    continue
+                if rule.requires and not any(needle in text for needle in rule.requires):
+                    continue
+                for match in single.regex.finditer(text):
+                    span = _score(single, text, match.start(), match.end())
+                    if span is not None:
+                        spans.append(span)
                 continue
-            if rule.requires and not any(needle in text for needle in rule.requires):
-                continue
-            spans.extend(self._run(compiled, text))
+            assert scan.gate is not None
+            groups = scan.groups
+            # As with one finditer per rule, a rule's matches do not overlap each other: a
+            # match starting inside the previous match of the same rule is skipped.
+            resume = [0] * len(groups)
+            for match in scan.gate.finditer(text):
+                regs = match.regs
+                for slot, (group, compiled) in enumerate(groups):
+                    start, end = regs[group]
+                    if start < resume[slot] or language not in compiled.rule.languages:
+                        continue
+                    resume[slot] = end
+                    span = _score(compiled, text, start, end)
+                    if span is not None:
+                        spans.append(span)
         return spans
 
-    def _run(self, compiled: _CompiledRule, text: str) -> Iterable[Span]:
-        rule = compiled.rule
-        for match in compiled.regex.finditer(text):
-            start, end = match.span()
-            if rule.left_boundary and start > 0 and _is_word_char(text[start - 1]):
-                continue
-            if rule.refine is not None:
-                bounds = rule.refine(text, start, end)
-                if bounds is None:
-                    continue
-                start, end = bounds
-            value = text[start:end]
-            valid = rule.validate is None or rule.validate(value)
-            if valid:
-                score = rule.score
-            elif rule.invalid_score is None:
-                continue
-            else:
-                score = rule.invalid_score
-            entity = compiled.entity
-            if compiled.context and compiled.context.near(text, start, end):
-                score += rule.context_boost if valid else rule.context_boost / 3
-            if valid and rule.promote and compiled.promote_words and compiled.promote_words.near(
-                text, start, end
-            ):
-                entity = compiled.promote_entity
-                score = max(score, rule.promote.score)
-            yield Span(start, end, entity, min(score, 1.0), compiled.source)
+
+def _score(compiled: _CompiledRule, text: str, start: int, end: int) -> Span | None:
+    """Refine, validate and score one match of one rule (see the module docstring)."""
+    rule = compiled.rule
+    if rule.left_boundary and start > 0 and _is_word_char(text[start - 1]):
+        return None
+    if rule.refine is not None:
+        bounds = rule.refine(text, start, end)
+        if bounds is None:
+            return None
+        start, end = bounds
+    valid = rule.validate is None or rule.validate(text[start:end])
+    if valid:
+        score = rule.score
+    elif rule.invalid_score is None:
+        return None
+    else:
+        score = rule.invalid_score
+    entity = compiled.entity
+    if compiled.context and compiled.context.near(text, start, end):
+        score += rule.context_boost if valid else rule.context_boost / 3
+    promote_words = compiled.promote_words
+    if valid and promote_words is not None and rule.promote and promote_words.near(text, start, end):
+        entity = compiled.promote_entity
+        score = max(score, rule.promote.score)
+    return Span(start, end, entity, min(score, 1.0), compiled.source)

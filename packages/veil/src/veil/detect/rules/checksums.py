@@ -1,15 +1,17 @@
 """Check digits and value checks shared by the rule modules.
 
-python-stdnum does the standard algorithms (Luhn, mod 97, ISO 7064, national identifiers);
-what lives here is only what stdnum does not have (RAMQ, OHIP/BC PHN specifics, date parts)
-and thin helpers to feed it the digits of a formatted match.
+python-stdnum does the national identifiers. Two checks run on nearly every number of a text
+and are written here for speed, tested against stdnum's own cases: Luhn (stdnum's costs
+~15 µs a call through its generic cleaning) and the IBAN's mod 97 with its per-country length
+(stdnum's looks the bank registry up, ~100 µs). The rest is what stdnum does not have (RAMQ,
+BC PHN) and helpers to get at the digits of a formatted match.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from stdnum import luhn as _luhn
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
 def digits_of(value: str) -> str:
@@ -31,7 +33,28 @@ def luhn_valid(number: str) -> bool:
     False
     """
     digits = digits_of(number)
-    return bool(digits) and _luhn.is_valid(digits)
+    if not digits:
+        return False
+    total = 0
+    for position, ch in enumerate(reversed(digits)):
+        digit = ord(ch) - 48
+        total += _LUHN_DOUBLED[digit] if position % 2 else digit
+    return total % 10 == 0
+
+
+def iban_checksum_valid(compact: str, length: int) -> bool:
+    """ISO 13616: the right length, letters and digits only, and mod 97 of the rearranged
+    number equal to 1 (letters count as 10–35).
+
+    >>> iban_checksum_valid("GB82WEST12345698765432", 22), iban_checksum_valid("GB82WEST12345698765433", 22)
+    (True, False)
+    """
+    if len(compact) != length or not compact.isascii() or not compact.isalnum():
+        return False
+    if not (compact[:2].isalpha() and compact[2:4].isdigit()):
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
 def is_calendar_date(year: int, month: int, day: int) -> bool:

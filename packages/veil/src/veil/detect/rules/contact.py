@@ -23,13 +23,30 @@ _SEPARATORS = " \u00a0\u202f.-"
 
 # --- EMAIL -----------------------------------------------------------------------------------
 
+_EMAIL_LOCAL_PART = re.compile(r"[\w.%+\-]{1,64}\Z")
+
+
+def _extend_back_over_local_part(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The pattern starts at the `@` (a rare character, so the scan is fast); add the local part."""
+    local = _EMAIL_LOCAL_PART.search(text, max(0, start - 64), start)
+    if local is None:
+        return None
+    local_start = local.start()
+    while local_start < start and text[local_start] in ".-+%":
+        local_start += 1  # a local part starts with a letter, digit or underscore
+    if local_start == start:
+        return None
+    return local_start, end
+
+
 EMAIL = Rule(
     name="email",
     entity=Entity.EMAIL,
-    # Local part, @, one or more labels, a TLD of letters. The lookahead keeps a trailing
-    # sentence dot out of the domain.
-    pattern=r"[\w.%+\-]{1,64}@(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w\-])",
+    # @, one or more labels, a TLD of letters; the lookahead keeps a trailing dot out.
+    pattern=r"@(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w\-])",
     score=0.95,
+    refine=_extend_back_over_local_part,
+    left_boundary=False,
     requires=("@",),
     examples=("jean.tremblay@exemple.qc.ca", "a_b+tag@mail.example.com", "émilie@courriel.ca"),
     counterexamples=("contact us @ the office", "user@localhost", "the @ sign"),
@@ -56,6 +73,10 @@ def _phone_validity(candidate: str) -> int:
     if candidate.startswith("+"):
         regions: tuple[str | None, ...] = (None,)
     elif digits.startswith("0") and not digits.startswith("011"):
+        # A European number written with its trunk 0. Nine digits or fewer is more often a
+        # Canadian identifier with a leading zero than a Belgian landline: leave those alone.
+        if len(digits) < 10:
+            return 0
         regions = _TRUNK_REGIONS
     else:
         regions = ("CA",)
@@ -120,10 +141,12 @@ PHONE = Rule(
 
 # --- URL -------------------------------------------------------------------------------------
 
+_URL_BODY = r"[^\s<>\"'`{}|\\^\[\]]+"
 _URL_TRAILING = ".,;:!?'\"»"
+_URL_SCHEME = re.compile(r"(?<![A-Za-z])(?:https?|ftp|sftp|wss?)\Z", re.IGNORECASE)
 
 
-def _refine_url(text: str, start: int, end: int) -> tuple[int, int] | None:
+def _trim_url(text: str, start: int, end: int) -> tuple[int, int] | None:
     value = text[start:end]
     while value and (value[-1] in _URL_TRAILING or (value[-1] == ")" and value.count("(") < value.count(")"))):
         value = value[:-1]
@@ -132,16 +155,34 @@ def _refine_url(text: str, start: int, end: int) -> tuple[int, int] | None:
     return start, start + len(value)
 
 
+def _extend_back_over_scheme(text: str, start: int, end: int) -> tuple[int, int] | None:
+    scheme = _URL_SCHEME.search(text, max(0, start - 5), start)
+    if scheme is None:
+        return None
+    return _trim_url(text, scheme.start(), end)
+
+
 URL = Rule(
     name="url",
     entity=Entity.URL,
-    pattern=r"(?:https?://|ftp://|www\.)[^\s<>\"'`{}|\\^\[\]]+",
+    pattern="://" + _URL_BODY,  # anchored on "://", then extended back over the scheme
     score=0.8,
-    flags=re.IGNORECASE,
-    refine=_refine_url,
-    requires=("://", "www.", "WWW."),
-    examples=("https://exemple.ca/dossier?id=42", "www.example.com/path"),
-    counterexamples=("http:// nothing", "visit the www"),
+    refine=_extend_back_over_scheme,
+    left_boundary=False,
+    requires=("://",),
+    examples=("https://exemple.ca/dossier?id=42", "HTTP://EXAMPLE.COM/A", "ftp://files.example.org/x"),
+    counterexamples=("http:// nothing", "see ://here"),
+)
+
+URL_WWW = Rule(
+    name="url_www",
+    entity=Entity.URL,
+    pattern=r"www\." + _URL_BODY,
+    score=0.8,
+    refine=_trim_url,
+    requires=("www.",),
+    examples=("www.example.com/path",),
+    counterexamples=("visit the www",),
 )
 
 # --- IP_ADDRESS ------------------------------------------------------------------------------
@@ -211,4 +252,4 @@ IPV6 = Rule(
     counterexamples=("at 10:30:45 sharp", "ratio 3:2:1", "Note: see below"),
 )
 
-RULES: tuple[Rule, ...] = (EMAIL, PHONE, URL, IPV4, IPV6)
+RULES: tuple[Rule, ...] = (EMAIL, PHONE, URL, URL_WWW, IPV4, IPV6)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from veil.detect.rules.base import Promotion, Rule
+from veil.detect.rules.base import Promotion, Rule, word_alternation
 from veil.detect.rules.checksums import is_calendar_date
 from veil.entities import Entity
 
@@ -27,7 +27,7 @@ MONTHS: dict[str, int] = {
     "avril": 4, "avr": 4, "mai": 5, "juin": 6, "juillet": 7, "juil": 7, "août": 8, "aout": 8,
     "septembre": 9, "octobre": 10, "novembre": 11, "décembre": 12, "decembre": 12, "déc": 12,
 }
-_MONTH_ALTERNATION = "|".join(sorted((re.escape(m) for m in MONTHS), key=len, reverse=True))
+_MONTH_ALTERNATION = word_alternation(MONTHS)
 
 BIRTH_WORDS = (
     "born", "birth", "date of birth", "birthdate", "birthday", "dob", "d.o.b", "b.",
@@ -70,7 +70,7 @@ _PROMOTE_DOB = Promotion(Entity.DATE_OF_BIRTH, BIRTH_WORDS, score=0.9)
 NUMERIC_DATE = Rule(
     name="date_numeric",
     entity=Entity.DATE,
-    pattern=r"[0-9]{1,2}([/\-])[0-9]{1,2}\1(?:[0-9]{4}|[0-9]{2})(?![0-9]|[/\-][0-9])",
+    pattern=r"[0-9]{1,2}(?:/[0-9]{1,2}/|-[0-9]{1,2}-)(?:[0-9]{4}|[0-9]{2})(?![0-9]|[/\-][0-9])",
     score=0.6,
     validate=numeric_date_is_valid,
     promote=_PROMOTE_DOB,
@@ -92,7 +92,7 @@ NUMERIC_DATE_DOTTED = Rule(
 ISO_DATE = Rule(
     name="date_iso",
     entity=Entity.DATE,
-    pattern=r"[0-9]{4}([/\-])[0-9]{1,2}\1[0-9]{1,2}(?![0-9]|[/\-][0-9])",
+    pattern=r"[0-9]{4}(?:/[0-9]{1,2}/|-[0-9]{1,2}-)[0-9]{1,2}(?![0-9]|[/\-][0-9])",
     score=0.65,
     validate=numeric_date_is_valid,
     promote=_PROMOTE_DOB,
@@ -101,8 +101,7 @@ ISO_DATE = Rule(
 )
 
 _WRITTEN_DAY_FIRST = re.compile(
-    rf"([0-9]{{1,2}})(?:er|e|st|nd|rd|th)?[ \u00a0]+(?:de[ \u00a0]+)?({_MONTH_ALTERNATION})\.?,?[ \u00a0]+([0-9]{{4}})",
-    re.IGNORECASE,
+    rf"([0-9]{{1,2}})(?:er|e|st|nd|rd|th)?[ \u00a0]+(?:de[ \u00a0]+)?(?i:({_MONTH_ALTERNATION}))\.?,?[ \u00a0]+([0-9]{{4}})"
 )
 
 
@@ -121,7 +120,6 @@ WRITTEN_DATE_DAY_FIRST = Rule(
     name="date_written_day_first",
     entity=Entity.DATE,
     pattern=_WRITTEN_DAY_FIRST.pattern + r"(?![0-9])",
-    flags=re.IGNORECASE,
     score=0.7,
     validate=written_date_is_valid,
     promote=_PROMOTE_DOB,
@@ -129,9 +127,9 @@ WRITTEN_DATE_DAY_FIRST = Rule(
     counterexamples=("32 juillet 1993", "28 julio 1993"),
 )
 
-_MONTH_BEFORE = re.compile(rf"(?<![^\W\d_])({_MONTH_ALTERNATION})\.?[ \u00a0]+\Z", re.IGNORECASE)
+_MONTH_BEFORE = re.compile(rf"(?<![^\W\d_])(?i:{_MONTH_ALTERNATION})\.?[ \u00a0]+\Z")
 _MONTH_FIRST = re.compile(
-    rf"({_MONTH_ALTERNATION})\.?[ \u00a0]+([0-9]{{1,2}})(?:st|nd|rd|th)?,?[ \u00a0]+([0-9]{{4}})", re.IGNORECASE
+    rf"(?i:({_MONTH_ALTERNATION}))\.?[ \u00a0]+([0-9]{{1,2}})(?:st|nd|rd|th)?,?[ \u00a0]+([0-9]{{4}})"
 )
 
 
@@ -153,7 +151,6 @@ WRITTEN_DATE_MONTH_FIRST = Rule(
     name="date_written_month_first",
     entity=Entity.DATE,
     pattern=r"[0-9]{1,2}(?:st|nd|rd|th)?,?[ \u00a0]+[0-9]{4}(?![0-9])",
-    flags=re.IGNORECASE,
     score=0.7,
     validate=written_date_is_valid,
     refine=_extend_back_over_month,

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import re
 
-from stdnum import iban as _iban
-
 from veil.detect.rules.base import Rule
-from veil.detect.rules.checksums import alnum_upper, digits_of, luhn_valid
+from veil.detect.rules.checksums import alnum_upper, digits_of, iban_checksum_valid, luhn_valid
 from veil.entities import Entity
 
 # --- CREDIT_CARD -----------------------------------------------------------------------------
@@ -105,7 +103,7 @@ def _other_card_is_valid(value: str) -> bool:
 DEBIT_CARD = Rule(
     name="debit_card",
     entity=Entity.CREDIT_CARD,
-    pattern=r"[0-9]{4}(?:([ \-]?)[0-9]{4}){3}(?:\1[0-9]{3})?(?![0-9])",
+    pattern=r"[0-9]{4}(?:(?:[0-9]{4}){3}(?:[0-9]{3})?|(?: [0-9]{4}){3}(?: [0-9]{3})?|(?:-[0-9]{4}){3}(?:-[0-9]{3})?)(?![0-9])",
     score=0.4,  # Luhn alone: 1 in 10 random numbers pass, so card words are needed in permissive mode
     context=_CARD_CONTEXT,
     context_boost=0.45,
@@ -147,7 +145,9 @@ def _refine_iban(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 
 def iban_is_valid(value: str) -> bool:
-    return _iban.is_valid(alnum_upper(value))
+    compact = alnum_upper(value)
+    length = IBAN_LENGTHS.get(compact[:2])
+    return length is not None and iban_checksum_valid(compact, length)
 
 
 IBAN = Rule(

@@ -1,0 +1,323 @@
+"""The `veil` command: scan, anonymize and evaluate from a shell.
+
+    veil scan FILE|-              print the PII spans of a text
+    veil scan --jsonl FILE|-      one JSON line out per JSON line in (the batch and eval interface)
+    veil anonymize FILE|-         print the text with PII redacted ([EMAIL] …)
+    veil eval --data GOLD.jsonl   precision / recall / F1 per entity against gold data
+
+Errors (bad options, unreadable input, malformed lines) print one line naming the option or
+the line, exit with status 2, and leave no partial output: results are written only once the
+whole input has been read and checked, and `--output` files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from veil import __version__
+from veil.detect.engine import Engine
+from veil.detect.policy import MODES, Policy
+from veil.entities import LANGUAGES, Span
+from veil.errors import ConfigError, InputError, VeilError
+from veil.tokens import redact
+
+EXIT_OK = 0
+EXIT_FOUND = 3  # with --fail-on-pii
+EXIT_ERROR = 2
+
+# Long texts are scanned in pieces cut at line ends, so memory and the progress bar stay sane.
+_CHUNK_CHARS = 1 << 20
+_PROGRESS_MIN_CHARS = 4 << 20
+
+
+def read_text(source: str, stdin: IO[bytes] | None = None) -> str:
+    """Read a file (or `-` for stdin) as UTF-8; a BOM is dropped; anything else is an error."""
+    name = "standard input" if source == "-" else source
+    try:
+        data = (stdin or sys.stdin.buffer).read() if source == "-" else Path(source).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not a file") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{name}: not UTF-8 text (invalid byte at offset {exc.start}); convert it first, "
+            "for example with: iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def iter_chunks(text: str, size: int = _CHUNK_CHARS) -> Iterator[tuple[int, str]]:
+    """(offset, piece) pairs covering `text`, each piece ending at a line end where possible."""
+    position = 0
+    while position < len(text):
+        end = min(len(text), position + size)
+        if end < len(text):
+            newline = text.rfind("\n", position, end)
+            if newline > position:
+                end = newline + 1
+        yield position, text[position:end]
+        position = end
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only on a terminal and for long inputs."""
+
+    def __init__(self, total: int, label: str, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.label = label
+        self.enabled = total >= _PROGRESS_MIN_CHARS and self.stream.isatty()
+        self.started = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = done / elapsed
+        eta = (self.total - done) / rate if rate else 0.0
+        width = 30
+        filled = int(width * done / self.total)
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {100 * done / self.total:5.1f}% "
+            f"{rate / 1e6:6.2f} M chars/s, {eta:5.0f} s left"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def detect_long(engine: Engine, text: str, language: str | None, label: str) -> list[Span]:
+    """Detect over a text of any length, piece by piece, offsets relative to the whole text."""
+    progress = Progress(len(text), label)
+    spans: list[Span] = []
+    for offset, piece in iter_chunks(text):
+        for span in engine.detect(piece, language):  # type: ignore[arg-type]
+            spans.append(Span(span.start + offset, span.end + offset, span.entity, span.score, span.source))
+        progress.update(offset + len(piece))
+    progress.close()
+    return spans
+
+
+def _span_record(span: Span) -> dict[str, Any]:
+    return {"start": span.start, "end": span.end, "entity": span.entity, "score": round(span.score, 4)}
+
+
+def _read_jsonl(text: str, name: str, default_language: str | None) -> list[tuple[Any, str, str | None]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise InputError(f'{name}, line {number}: expected an object with a string "text"')
+        language = row.get("language") or default_language
+        if language not in (*LANGUAGES, "auto", None):
+            raise InputError(f"{name}, line {number}: language must be en, fr or auto, got {language!r}")
+        rows.append((row.get("id", number), row["text"], language))
+    if not rows:
+        raise InputError(f"{name}: no JSON lines to process")
+    return rows
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[IO[str]]:
+    """Standard output, or a file replaced atomically once everything has been written."""
+    if path is None or path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=target.parent or Path("."), prefix=f".{target.name}.", delete=False
+    )
+    try:
+        with handle:
+            yield handle
+        os.replace(handle.name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+        raise
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    policy = Policy.from_toml(args.config) if args.config else Policy()
+    changes: dict[str, Any] = {}
+    if args.mode:
+        changes["mode"] = args.mode
+    if args.entities:
+        changes["entities"] = frozenset(name.strip().upper() for name in args.entities.split(",") if name.strip())
+    if args.exclude:
+        changes["exclude"] = frozenset(name.strip().upper() for name in args.exclude.split(",") if name.strip())
+    try:
+        policy = policy.with_changes(**changes) if changes else policy
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("policy.entities", "--entities").replace("policy.exclude", "--exclude")) from None
+    return Engine(policy, language=args.language)
+
+
+def _language_arg(args: argparse.Namespace) -> str | None:
+    return None if args.language == "auto" else args.language
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    text = read_text(args.input)
+    name = "standard input" if args.input == "-" else args.input
+    found = 0
+    if args.jsonl:
+        rows = _read_jsonl(text, name, _language_arg(args))
+        results = []
+        for row_id, row_text, language in rows:
+            spans = engine.detect(row_text, language)  # type: ignore[arg-type]
+            found += len(spans)
+            results.append({"id": row_id, "spans": [_span_record(s) for s in spans]})
+        with _output(args.output) as out:
+            for result in results:
+                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        if not text.strip():
+            raise InputError(f"{name}: is empty; nothing to scan")
+        spans = detect_long(engine, text, _language_arg(args), "scanning")
+        found = len(spans)
+        with _output(args.output) as out:
+            if args.json:
+                out.write(json.dumps([dict(_span_record(s), text=text[s.start : s.end]) for s in spans],
+                                     ensure_ascii=False, indent=2) + "\n")
+            else:
+                for s in spans:
+                    value = text[s.start : s.end].replace("\n", "⏎")
+                    out.write(f"{s.start}\t{s.end}\t{s.entity}\t{s.score:.2f}\t{value}\n")
+    return EXIT_FOUND if args.fail_on_pii and found else EXIT_OK
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    text = read_text(args.input)
+    name = "standard input" if args.input == "-" else args.input
+    found = 0
+    if args.jsonl:
+        rows = _read_jsonl(text, name, _language_arg(args))
+        results = []
+        for row_id, row_text, language in rows:
+            spans = engine.detect(row_text, language)  # type: ignore[arg-type]
+            found += len(spans)
+            results.append({"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]})
+        with _output(args.output) as out:
+            for result in results:
+                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        if not text.strip():
+            raise InputError(f"{name}: is empty; nothing to anonymize")
+        spans = detect_long(engine, text, _language_arg(args), "anonymizing")
+        found = len(spans)
+        with _output(args.output) as out:
+            out.write(redact(text, spans))
+    print(f"veil: {found} span(s) redacted", file=sys.stderr) if args.verbose else None
+    return EXIT_FOUND if args.fail_on_pii and found else EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from veil.evaluation import evaluate, format_report, iter_predictions, read_gold  # noqa: PLC0415
+
+    engine = _engine(args)
+    documents = read_gold(args.data)
+    if not documents:
+        raise InputError(f"{args.data}: no gold records")
+    only = {name.strip().upper() for name in args.only.split(",")} if args.only else None
+
+    def predict(document: Any) -> list[Any]:
+        language = document.language if document.language in LANGUAGES else None
+        return list(iter_predictions(engine.detect(document.text, language)))
+
+    report = evaluate(documents, predict, entities=only)
+    print(format_report(report, title=f"veil {__version__}, mode {engine.policy.mode}, {args.data}"))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="veil",
+        description="Find personal data in text (English and Quebec French) and redact it.",
+        epilog="Detectors: the rules engine (patterns, checksums, context words) is always on.",
+    )
+    parser.add_argument("--version", action="version", version=f"veil {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--language", choices=[*LANGUAGES, "auto"], default="auto",
+                         help="language of the text (default: auto, per text)")
+        sub.add_argument("--mode", choices=MODES, help="strict: maximal recall; permissive: precision "
+                         "(default: the config's, else strict)")
+        sub.add_argument("--entities", help="comma-separated entity names to report (default: all)")
+        sub.add_argument("--exclude", help="comma-separated entity names never to report")
+        sub.add_argument("--config", help="a veil.toml whose [policy] table to use")
+
+    scan = commands.add_parser("scan", help="print the PII spans of a text")
+    scan.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
+    scan.add_argument("--jsonl", action="store_true",
+                      help='input is JSON Lines {"id", "text", "language"}; output {"id", "spans"} per line')
+    scan.add_argument("--json", action="store_true", help="print the spans as one JSON array")
+    scan.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
+    scan.add_argument("--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found")
+    common(scan)
+    scan.set_defaults(handler=cmd_scan)
+
+    anonymize = commands.add_parser("anonymize", help="print the text with its PII redacted")
+    anonymize.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
+    anonymize.add_argument("--jsonl", action="store_true",
+                           help='input is JSON Lines; output {"id", "text", "spans"} per line')
+    anonymize.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
+    anonymize.add_argument("--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found")
+    anonymize.add_argument("-v", "--verbose", action="store_true", help="print the number of spans on stderr")
+    common(anonymize)
+    anonymize.set_defaults(handler=cmd_anonymize)
+
+    evaluate = commands.add_parser("eval", help="score the engine against gold JSON Lines")
+    evaluate.add_argument("--data", required=True, help='gold JSON Lines: {"id", "text", "language", "spans"}')
+    evaluate.add_argument("--only", help="comma-separated gold entities to score (default: all)")
+    common(evaluate)
+    evaluate.set_defaults(handler=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except VeilError as exc:
+        print(f"veil {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"veil {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `veil scan big.txt | head`: the reader left; that is not an error of ours.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return EXIT_OK
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
