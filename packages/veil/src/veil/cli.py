@@ -126,7 +126,9 @@ def _read_jsonl(text: str, name: str, default_language: str | None) -> list[tupl
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise InputError(
+                f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise InputError(f'{name}, line {number}: expected an object with a string "text"')
         language = row.get("language") or default_language
@@ -146,7 +148,7 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         sys.stdout.flush()
         return
     target = Path(path)
-    handle = tempfile.NamedTemporaryFile(
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, then renamed into place
         "w", encoding="utf-8", dir=target.parent or Path("."), prefix=f".{target.name}.", delete=False
     )
     try:
@@ -165,13 +167,19 @@ def _engine(args: argparse.Namespace) -> Engine:
     if args.mode:
         changes["mode"] = args.mode
     if args.entities:
-        changes["entities"] = frozenset(name.strip().upper() for name in args.entities.split(",") if name.strip())
+        changes["entities"] = frozenset(
+            name.strip().upper() for name in args.entities.split(",") if name.strip()
+        )
     if args.exclude:
-        changes["exclude"] = frozenset(name.strip().upper() for name in args.exclude.split(",") if name.strip())
+        changes["exclude"] = frozenset(
+            name.strip().upper() for name in args.exclude.split(",") if name.strip()
+        )
     try:
         policy = policy.with_changes(**changes) if changes else policy
     except ConfigError as exc:
-        raise ConfigError(str(exc).replace("policy.entities", "--entities").replace("policy.exclude", "--exclude")) from None
+        raise ConfigError(
+            str(exc).replace("policy.entities", "--entities").replace("policy.exclude", "--exclude")
+        ) from None
     return Engine(policy, language=args.language)
 
 
@@ -201,8 +209,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
         found = len(spans)
         with _output(args.output) as out:
             if args.json:
-                out.write(json.dumps([dict(_span_record(s), text=text[s.start : s.end]) for s in spans],
-                                     ensure_ascii=False, indent=2) + "\n")
+                out.write(
+                    json.dumps(
+                        [dict(_span_record(s), text=text[s.start : s.end]) for s in spans],
+                        ensure_ascii=False,
+                        indent=2,
+                    )
+                    + "\n"
+                )
             else:
                 for s in spans:
                     value = text[s.start : s.end].replace("\n", "⏎")
@@ -221,7 +235,9 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         for row_id, row_text, language in rows:
             spans = engine.detect(row_text, language)  # type: ignore[arg-type]
             found += len(spans)
-            results.append({"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]})
+            results.append(
+                {"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]}
+            )
         with _output(args.output) as out:
             for result in results:
                 out.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -264,36 +280,55 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--language", choices=[*LANGUAGES, "auto"], default="auto",
-                         help="language of the text (default: auto, per text)")
-        sub.add_argument("--mode", choices=MODES, help="strict: maximal recall; permissive: precision "
-                         "(default: the config's, else strict)")
+        sub.add_argument(
+            "--language",
+            choices=[*LANGUAGES, "auto"],
+            default="auto",
+            help="language of the text (default: auto, per text)",
+        )
+        sub.add_argument(
+            "--mode",
+            choices=MODES,
+            help="strict: maximal recall; permissive: precision (default: the config's, else strict)",
+        )
         sub.add_argument("--entities", help="comma-separated entity names to report (default: all)")
         sub.add_argument("--exclude", help="comma-separated entity names never to report")
         sub.add_argument("--config", help="a veil.toml whose [policy] table to use")
 
     scan = commands.add_parser("scan", help="print the PII spans of a text")
     scan.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
-    scan.add_argument("--jsonl", action="store_true",
-                      help='input is JSON Lines {"id", "text", "language"}; output {"id", "spans"} per line')
+    scan.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='input is JSON Lines {"id", "text", "language"}; output {"id", "spans"} per line',
+    )
     scan.add_argument("--json", action="store_true", help="print the spans as one JSON array")
     scan.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
-    scan.add_argument("--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found")
+    scan.add_argument(
+        "--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found"
+    )
     common(scan)
     scan.set_defaults(handler=cmd_scan)
 
     anonymize = commands.add_parser("anonymize", help="print the text with its PII redacted")
     anonymize.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
-    anonymize.add_argument("--jsonl", action="store_true",
-                           help='input is JSON Lines; output {"id", "text", "spans"} per line')
-    anonymize.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
-    anonymize.add_argument("--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found")
+    anonymize.add_argument(
+        "--jsonl", action="store_true", help='input is JSON Lines; output {"id", "text", "spans"} per line'
+    )
+    anonymize.add_argument(
+        "-o", "--output", help="write to this file (atomically) instead of standard output"
+    )
+    anonymize.add_argument(
+        "--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found"
+    )
     anonymize.add_argument("-v", "--verbose", action="store_true", help="print the number of spans on stderr")
     common(anonymize)
     anonymize.set_defaults(handler=cmd_anonymize)
 
     evaluate = commands.add_parser("eval", help="score the engine against gold JSON Lines")
-    evaluate.add_argument("--data", required=True, help='gold JSON Lines: {"id", "text", "language", "spans"}')
+    evaluate.add_argument(
+        "--data", required=True, help='gold JSON Lines: {"id", "text", "language", "spans"}'
+    )
     evaluate.add_argument("--only", help="comma-separated gold entities to score (default: all)")
     common(evaluate)
     evaluate.set_defaults(handler=cmd_eval)

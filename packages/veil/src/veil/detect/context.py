@@ -39,6 +39,20 @@ def _word_pattern(word: str) -> str:
     return "".join(parts)
 
 
+_CLAUSE_END = re.compile(r"[;!?\n]|(?<=[^\W_]{2})\.(?=\s)")
+
+
+def _clause_bounds(text: str, low: int, start: int, end: int, high: int) -> tuple[int, int]:
+    """Narrow [low, high) to the clause around [start, end): a clause ends at ; ! ? a line
+    break, or a full stop after a word (not the dots of an abbreviation like "d.o.b.")."""
+    for previous in _CLAUSE_END.finditer(text, low, start):
+        low = previous.end()
+    following = _CLAUSE_END.search(text, end, high)
+    if following is not None:
+        high = following.start()
+    return low, high
+
+
 class ContextWords:
     """A set of context words searched near a match.
 
@@ -52,12 +66,22 @@ class ContextWords:
     False
     """
 
-    __slots__ = ("_regex", "after", "before", "words")
+    __slots__ = ("_regex", "after", "before", "clause", "words")
 
-    def __init__(self, words: Iterable[str], *, before: int = _DEFAULT_BEFORE, after: int = _DEFAULT_AFTER):
+    def __init__(
+        self,
+        words: Iterable[str],
+        *,
+        before: int = _DEFAULT_BEFORE,
+        after: int = _DEFAULT_AFTER,
+        clause: bool = False,
+    ):
         self.words: tuple[str, ...] = tuple(dict.fromkeys(w.strip() for w in words if w.strip()))
         self.before = before
         self.after = after
+        self.clause = clause
+        """Look only within the match's clause: "né le 1 mai 1990; rendez-vous le 3 mars" has
+        one date of birth, not two."""
         if self.words:
             # Longest first, so that "date of birth" is preferred to "date" inside the alternation.
             alternation = "|".join(_word_pattern(w) for w in sorted(self.words, key=len, reverse=True))
@@ -75,9 +99,12 @@ class ContextWords:
         regex = self._regex
         if regex is None:
             return False
-        if regex.search(text, max(0, start - self.before), start):
+        low, high = max(0, start - self.before), min(len(text), end + self.after)
+        if self.clause:
+            low, high = _clause_bounds(text, low, start, end, high)
+        if regex.search(text, low, start):
             return True
-        return bool(self.after and regex.search(text, end, min(len(text), end + self.after)))
+        return bool(self.after and regex.search(text, end, high))
 
     def before_only(self, text: str, start: int) -> bool:
         """True when a context word stands in the window before `start`."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from veil.detect import regex_ast
 from veil.detect.context import ContextWords
 from veil.detect.policy import UserPattern, normalize_value
 from veil.entities import Language, Span
@@ -29,25 +30,18 @@ def _re2() -> Any:
     return re2
 
 
-def _parse(pattern: str) -> Any:
-    import re._parser as sre_parse  # noqa: PLC0415
-
-    return sre_parse.parse(pattern)
-
-
 def _first_literals(items: Any) -> set[object] | None:
     """The set of ops a subpattern can start with, or None when it cannot be told cheaply."""
-    from re._constants import IN, LITERAL, SUBPATTERN  # noqa: PLC0415
-
+    c = regex_ast.constants
     data = list(items)
     if not data:
         return None
     op, av = data[0]
-    if op is LITERAL:
+    if op is c.LITERAL:
         return {("lit", av)}
-    if op is IN:
+    if op is c.IN:
         return {("in", repr(av))}
-    if op is SUBPATTERN:
+    if op is c.SUBPATTERN:
         return _first_literals(av[3])
     return None
 
@@ -60,23 +54,29 @@ def find_backtracking_hazard(pattern: str) -> str | None:
     >>> find_backtracking_hazard(r"(?:[A-Z]+-)+[0-9]{4}") is None
     True
     """
-    from re._constants import BRANCH, MAX_REPEAT, MAXREPEAT, MIN_REPEAT, SUBPATTERN  # noqa: PLC0415
-
+    c = regex_ast.constants
+    BRANCH, MAX_REPEAT, MAXREPEAT, MIN_REPEAT, SUBPATTERN = (
+        c.BRANCH,
+        c.MAX_REPEAT,
+        c.MAXREPEAT,
+        c.MIN_REPEAT,
+        c.SUBPATTERN,
+    )
     try:
-        parsed = _parse(pattern)
+        parsed = regex_ast.parse(pattern)
     except re.error:
         return None  # RE2 syntax Python does not know: RE2 will judge it
 
     def strip_groups(items: Any) -> list[Any]:
-        items = list(items)
-        while len(items) == 1 and items[0][0] is SUBPATTERN:
-            items = list(items[0][1][3])
-        return items
+        result: list[Any] = list(items)
+        while len(result) == 1 and result[0][0] is SUBPATTERN:
+            result = list(result[0][1][3])
+        return result
 
     def walk(items: Any) -> str | None:
         for op, av in items:
             if op in (MAX_REPEAT, MIN_REPEAT):
-                low, high, body = av
+                _, high, body = av
                 body_items = strip_groups(body)
                 if high is MAXREPEAT and len(body_items) == 1:
                     inner_op, inner_av = body_items[0]
@@ -85,7 +85,9 @@ def find_backtracking_hazard(pattern: str) -> str | None:
                     if inner_op is BRANCH:
                         firsts = [_first_literals(branch) for branch in inner_av[1]]
                         known = [f for f in firsts if f is not None]
-                        if len(known) != len(firsts) or any(a & b for i, a in enumerate(known) for b in known[i + 1 :]):
+                        if len(known) != len(firsts) or any(
+                            a & b for i, a in enumerate(known) for b in known[i + 1 :]
+                        ):
                             return "a repeated alternation whose branches can start alike, like (a|ab)*"
                 found = walk(body)
                 if found:
@@ -121,6 +123,7 @@ class UserPatternDetector:
                     "regex engines; rewrite it without the nested repetition"
                 )
             try:
+                assert re2 is not None
                 regex = re2.compile(user_pattern.pattern)
             except Exception as exc:
                 raise ConfigError(

@@ -58,7 +58,11 @@ def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
         index = bisect.bisect_right(starts, span.start) - 1
         if index >= 0:
             container = reach[index]
-            if container is not span and span.end <= container.end and span.entity in COMPOSITES[container.entity]:
+            if (
+                container is not span
+                and span.end <= container.end
+                and span.entity in COMPOSITES[container.entity]
+            ):
                 continue
         kept.append(span)
     return kept

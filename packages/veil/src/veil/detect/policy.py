@@ -87,11 +87,13 @@ class Policy:
                 raise ConfigError(f"policy.thresholds.{entity} must be a number in [0, 1]")
         for value, entity in self.deny.items():
             if not _ENTITY_NAME.fullmatch(entity):
-                raise ConfigError(f"policy.deny: the entity of a deny-listed value must be UPPER_SNAKE_CASE, got {entity!r}")
+                raise ConfigError(
+                    f"policy.deny: the entity of a deny-listed value must be UPPER_SNAKE_CASE, got {entity!r}"
+                )
             if not value.strip():
                 raise ConfigError("policy.deny: a deny-listed value is empty")
-        names = [p.name for p in self.patterns]
-        if len(names) != len(set(names)):
+        pattern_names = [p.name for p in self.patterns]
+        if len(pattern_names) != len(set(pattern_names)):
             raise ConfigError("policy.patterns: two user patterns share a name")
         for index, user_pattern in enumerate(self.patterns):
             where = f"policy.patterns[{index}] ({user_pattern.name})"
@@ -133,7 +135,9 @@ class Policy:
         allowed = {"mode", "entities", "exclude", "thresholds", "allow", "deny", "patterns"}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"{where}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            )
         entities = data.get("entities")
         return cls(
             mode=data.get("mode", "strict"),
@@ -142,7 +146,9 @@ class Policy:
             thresholds=dict(_mapping(data.get("thresholds", {}), f"{where}.thresholds")),
             allow=frozenset(_strings(data.get("allow", ()), f"{where}.allow")),
             deny={str(k): str(v) for k, v in _mapping(data.get("deny", {}), f"{where}.deny").items()},
-            patterns=tuple(_user_pattern(p, f"{where}.patterns[{i}]") for i, p in enumerate(data.get("patterns", ()))),
+            patterns=tuple(
+                _user_pattern(p, f"{where}.patterns[{i}]") for i, p in enumerate(data.get("patterns", ()))
+            ),
         )
 
     @classmethod

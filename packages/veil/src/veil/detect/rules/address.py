@@ -22,33 +22,135 @@ def _with_dots(*words: str) -> tuple[str, ...]:
     return tuple(form for word in words for form in (word, word + "."))
 
 
-_FR_TYPES = word_alternation((
-    *_with_dots("boul", "av", "ch"), "rue", "boulevard", "blvd", "bd", "avenue", "chemin", "rang", "route",
-    "rte", "place", "montée", "montee", "côte", "cote", "allée", "allee", "impasse", "croissant",
-    "promenade", "terrasse", "carré", "carre", "quai", "ruelle", "voie", "square", "autoroute",
-    "sentier", "parc", "cours", "esplanade",
-))
+_FR_TYPES = word_alternation(
+    (
+        *_with_dots("boul", "av", "ch"),
+        "rue",
+        "boulevard",
+        "blvd",
+        "bd",
+        "avenue",
+        "chemin",
+        "rang",
+        "route",
+        "rte",
+        "place",
+        "montée",
+        "montee",
+        "côte",
+        "cote",
+        "allée",
+        "allee",
+        "impasse",
+        "croissant",
+        "promenade",
+        "terrasse",
+        "carré",
+        "carre",
+        "quai",
+        "ruelle",
+        "voie",
+        "square",
+        "autoroute",
+        "sentier",
+        "parc",
+        "cours",
+        "esplanade",
+    )
+)
 _EN_TYPES = (
-    word_alternation((
-        *_with_dots("St", "Ave", "Rd", "Blvd", "Cres", "Ln", "Ct", "Pl", "Pkwy", "Hwy"),
-        "Street", "Avenue", "Road", "Drive", "Boulevard", "Crescent", "Lane", "Court", "Way", "Place",
-        "Terrace", "Parkway", "Highway", "Circle", "Square", "Trail", "Close", "Row", "Line", "Sideroad",
-        "Grove", "Heights", "Gardens", "Park",
-    ))
+    word_alternation(
+        (
+            *_with_dots("St", "Ave", "Rd", "Blvd", "Cres", "Ln", "Ct", "Pl", "Pkwy", "Hwy"),
+            "Street",
+            "Avenue",
+            "Road",
+            "Drive",
+            "Boulevard",
+            "Crescent",
+            "Lane",
+            "Court",
+            "Way",
+            "Place",
+            "Terrace",
+            "Parkway",
+            "Highway",
+            "Circle",
+            "Square",
+            "Trail",
+            "Close",
+            "Row",
+            "Line",
+            "Sideroad",
+            "Grove",
+            "Heights",
+            "Gardens",
+            "Park",
+        )
+    )
     # "Dr" is a street only when no name follows it ("5 PM Dr Smith" is a doctor).
     + r"|Dr\.?(?![ ]+[A-Z][a-z])"
 )
-_DIRECTIONS = word_alternation((
-    *_with_dots("E", "O", "N", "S", "W"), "Est", "Ouest", "Nord", "Sud", "NE", "NW", "SE", "SW",
-    "North", "South", "East", "West",
-))
-_PROVINCES = word_alternation((
-    "Québec", "Quebec", "QC", "Qc", "Ontario", "ON", "Ont.", "British Columbia", "BC", "B.C.",
-    "C.-B.", "Alberta", "AB", "Alta.", "Manitoba", "MB", "Man.", "Saskatchewan", "SK", "Sask.",
-    "Nova Scotia", "NS", "N.-É.", "New Brunswick", "NB", "N.-B.", "Newfoundland and Labrador",
-    "NL", "T.-N.-L.", "Prince Edward Island", "PE", "PEI", "Î.-P.-É.", "Yukon", "YT",
-    "Northwest Territories", "NT", "Nunavut", "NU",
-))
+_DIRECTIONS = word_alternation(
+    (
+        *_with_dots("E", "O", "N", "S", "W"),
+        "Est",
+        "Ouest",
+        "Nord",
+        "Sud",
+        "NE",
+        "NW",
+        "SE",
+        "SW",
+        "North",
+        "South",
+        "East",
+        "West",
+    )
+)
+_PROVINCES = word_alternation(
+    (
+        "Québec",
+        "Quebec",
+        "QC",
+        "Qc",
+        "Ontario",
+        "ON",
+        "Ont.",
+        "British Columbia",
+        "BC",
+        "B.C.",
+        "C.-B.",
+        "Alberta",
+        "AB",
+        "Alta.",
+        "Manitoba",
+        "MB",
+        "Man.",
+        "Saskatchewan",
+        "SK",
+        "Sask.",
+        "Nova Scotia",
+        "NS",
+        "N.-É.",
+        "New Brunswick",
+        "NB",
+        "N.-B.",
+        "Newfoundland and Labrador",
+        "NL",
+        "T.-N.-L.",
+        "Prince Edward Island",
+        "PE",
+        "PEI",
+        "Î.-P.-É.",
+        "Yukon",
+        "YT",
+        "Northwest Territories",
+        "NT",
+        "Nunavut",
+        "NU",
+    )
+)
 _POSTAL = r"[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9]"
 
 _UPPER = "A-ZÀ-ÖØ-Þ"
@@ -69,9 +171,7 @@ _FR_STREET = (
     rf"{_CIVIC},?[ ]+(?i:{_FR_TYPES})[ ]+{_PARTICLE}*{_WORD}(?:[ \-]{_PARTICLE}*{_WORD}){{0,4}}"
     rf"(?:[ ]+(?:{_DIRECTIONS})(?![\w]))?"
 )
-_EN_STREET = (
-    rf"{_CIVIC}[ ]+(?:{_WORD}[ ]+){{1,4}}(?:{_EN_TYPES})(?![\w'’])(?:[ ]+(?:{_DIRECTIONS})(?![\w]))?"
-)
+_EN_STREET = rf"{_CIVIC}[ ]+(?:{_WORD}[ ]+){{1,4}}(?:{_EN_TYPES})(?![\w'’])(?:[ ]+(?:{_DIRECTIONS})(?![\w]))?"
 
 ADDRESS_FR = Rule(
     name="address_fr",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from veil.detect import regex_ast
 from veil.detect.context import ContextWords
 from veil.entities import Language, Span
 
@@ -75,12 +76,14 @@ class _CompiledRule:
         self.source = source
         self.regex = re.compile(rule.pattern, rule.flags)
         if self.regex.groupindex or _has_backreference(rule.pattern):
-            raise ValueError(f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)")
+            raise ValueError(
+                f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)"
+            )
         # Plain str, not the Entity enum: spans print and serialise as the bare name.
         self.entity = str(rule.entity)
         self.promote_entity = str(rule.promote.entity) if rule.promote else ""
         self.context = ContextWords(rule.context)
-        self.promote_words = ContextWords(rule.promote.words) if rule.promote else None
+        self.promote_words = ContextWords(rule.promote.words, clause=True) if rule.promote else None
 
 
 def _has_backreference(pattern: str) -> bool:
@@ -97,9 +100,7 @@ _ANCHORS: dict[str, str] = {
 
 def _first_characters(pattern: str, flags: int) -> set[str] | None:
     """The characters a match of `pattern` can start with, or None when that is not simple."""
-    import re._constants as c  # noqa: PLC0415
-    import re._parser as p  # noqa: PLC0415
-
+    c = regex_ast.constants
     if flags & re.IGNORECASE:
         return None
 
@@ -153,7 +154,7 @@ def _first_characters(pattern: str, flags: int) -> set[str] | None:
             return None
         return chars, True
 
-    result = of(p.parse(pattern, flags))
+    result = of(regex_ast.parse(pattern, flags))
     if result is None or result[1]:
         return None
     return result[0]
@@ -182,12 +183,12 @@ class _Pass:
     __slots__ = ("gate", "groups", "single")
 
     def __init__(self, rules: Sequence[_CompiledRule], anchor: str | None) -> None:
+        self.single: _CompiledRule | None = None
+        self.gate: re.Pattern[str] | None = None
+        self.groups: tuple[tuple[int, _CompiledRule], ...] = ()
         if anchor is None:
             (self.single,) = rules
-            self.gate = None
-            self.groups: tuple[tuple[int, _CompiledRule], ...] = ()
             return
-        self.single = None
         parts = []
         for index, compiled in enumerate(rules):
             pattern = compiled.rule.pattern
@@ -285,12 +286,14 @@ class RuleDetector:
                     if span is not None:
                         spans.append(span)
                 continue
-            assert scan.gate is not None
+            gate = scan.gate
+            if gate is None:  # pragma: no cover - a pass is a single rule or a gate
+                continue
             groups = scan.groups
             # As with one finditer per rule, a rule's matches do not overlap each other: a
             # match starting inside the previous match of the same rule is skipped.
             resume = [0] * len(groups)
-            for match in scan.gate.finditer(text):
+            for match in gate.finditer(text):
                 regs = match.regs
                 for slot, (group, compiled) in enumerate(groups):
                     start, end = regs[group]

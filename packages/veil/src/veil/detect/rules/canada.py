@@ -20,12 +20,18 @@ from veil.detect.rules.base import Rule, not_inside_longer_number
 from veil.detect.rules.checksums import day_month_plausible, digits_of, luhn_valid, mod11_weighted
 from veil.entities import Entity
 
-
 # --- SIN -------------------------------------------------------------------------------------
 
 _SIN_CONTEXT = (
-    "sin", "s.i.n", "social insurance", "social insurance number", "nas", "n.a.s",
-    "assurance sociale", "numéro d'assurance sociale", "assurance-sociale",
+    "sin",
+    "s.i.n",
+    "social insurance",
+    "social insurance number",
+    "nas",
+    "n.a.s",
+    "assurance sociale",
+    "numéro d'assurance sociale",
+    "assurance-sociale",
 )
 
 CA_SIN = Rule(
@@ -45,8 +51,19 @@ CA_SIN = Rule(
 # --- Health cards ----------------------------------------------------------------------------
 
 _HEALTH_CONTEXT = (
-    "ramq", "assurance maladie", "assurance-maladie", "carte soleil", "health card", "health insurance",
-    "health number", "carte santé", "ohip", "phn", "personal health number", "medicare", "msp",
+    "ramq",
+    "assurance maladie",
+    "assurance-maladie",
+    "carte soleil",
+    "health card",
+    "health insurance",
+    "health number",
+    "carte santé",
+    "ohip",
+    "phn",
+    "personal health number",
+    "medicare",
+    "msp",
 )
 
 
@@ -121,12 +138,20 @@ CA_HEALTH_BC = Rule(
 
 # --- Postal code -----------------------------------------------------------------------------
 
+_POSTAL_LETTERS_FIRST = "[ABCEGHJ-NPRSTVXY]"
+_POSTAL_LETTERS = "[ABCEGHJ-NPRSTV-Z]"
 _POSTAL_CONTEXT = ("postal", "code postal", "postal code", "zip", "c.p")
 
 CA_POSTAL_CODE = Rule(
     name="ca_postal_code",
     entity=Entity.CA_POSTAL_CODE,
-    pattern=r"[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \u00a0\-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9](?![0-9A-Za-z])",
+    # Canada Post uses no D, F, I, O, Q or U, and no W or Z in first position.
+    pattern=_POSTAL_LETTERS_FIRST
+    + r"[0-9]"
+    + _POSTAL_LETTERS
+    + r"[ \u00a0\-]?[0-9]"
+    + _POSTAL_LETTERS
+    + r"[0-9](?![0-9A-Za-z])",
     score=0.7,
     context=_POSTAL_CONTEXT,
     context_boost=0.2,
@@ -137,7 +162,12 @@ CA_POSTAL_CODE = Rule(
 CA_POSTAL_CODE_LOWER = Rule(
     name="ca_postal_code_lower",
     entity=Entity.CA_POSTAL_CODE,
-    pattern=r"[abceghj-nprstvxy][0-9][abceghj-nprstv-z][ \u00a0\-]?[0-9][abceghj-nprstv-z][0-9](?![0-9A-Za-z])",
+    pattern=_POSTAL_LETTERS_FIRST.lower()
+    + r"[0-9]"
+    + _POSTAL_LETTERS.lower()
+    + r"[ \u00a0\-]?[0-9]"
+    + _POSTAL_LETTERS.lower()
+    + r"[0-9](?![0-9A-Za-z])",
     score=0.45,
     context=_POSTAL_CONTEXT,
     context_boost=0.35,
@@ -152,8 +182,15 @@ CA_QC_DRIVER_LICENCE = Rule(
     pattern=r"[A-Z][0-9]{4}(?:[0-9]{8}| [0-9]{6} [0-9]{2}|-[0-9]{6}-[0-9]{2})(?![0-9])",
     score=0.6,
     context=(
-        "permis de conduire", "permis", "driver's licence", "driver's license", "drivers licence",
-        "driver licence", "licence", "license", "saaq",
+        "permis de conduire",
+        "permis",
+        "driver's licence",
+        "driver's license",
+        "drivers licence",
+        "driver licence",
+        "licence",
+        "license",
+        "saaq",
     ),
     context_boost=0.3,
     examples=("T1234-567890-12", "B123456789012"),

@@ -55,8 +55,24 @@ EMAIL = Rule(
 # --- PHONE -----------------------------------------------------------------------------------
 
 _PHONE_CONTEXT = (
-    "phone", "telephone", "tel", "cell", "cellphone", "mobile", "call", "reach", "fax", "number",
-    "téléphone", "tél", "cellulaire", "appelez", "appeler", "joindre", "numéro", "portable",
+    "phone",
+    "telephone",
+    "tel",
+    "cell",
+    "cellphone",
+    "mobile",
+    "call",
+    "reach",
+    "fax",
+    "number",
+    "téléphone",
+    "tél",
+    "cellulaire",
+    "appelez",
+    "appeler",
+    "joindre",
+    "numéro",
+    "portable",
 )
 
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
@@ -148,7 +164,9 @@ _URL_SCHEME = re.compile(r"(?<![A-Za-z])(?:https?|ftp|sftp|wss?)\Z", re.IGNORECA
 
 def _trim_url(text: str, start: int, end: int) -> tuple[int, int] | None:
     value = text[start:end]
-    while value and (value[-1] in _URL_TRAILING or (value[-1] == ")" and value.count("(") < value.count(")"))):
+    while value and (
+        value[-1] in _URL_TRAILING or (value[-1] == ")" and value.count("(") < value.count(")"))
+    ):
         value = value[:-1]
     if len(value) < 8:
         return None

@@ -19,19 +19,73 @@ from veil.entities import Entity
 
 MONTHS: dict[str, int] = {
     # English
-    "january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4, "apr": 4,
-    "may": 5, "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8, "september": 9,
-    "sep": 9, "sept": 9, "october": 10, "oct": 10, "november": 11, "nov": 11, "december": 12, "dec": 12,
+    "january": 1,
+    "jan": 1,
+    "february": 2,
+    "feb": 2,
+    "march": 3,
+    "mar": 3,
+    "april": 4,
+    "apr": 4,
+    "may": 5,
+    "june": 6,
+    "jun": 6,
+    "july": 7,
+    "jul": 7,
+    "august": 8,
+    "aug": 8,
+    "september": 9,
+    "sep": 9,
+    "sept": 9,
+    "october": 10,
+    "oct": 10,
+    "november": 11,
+    "nov": 11,
+    "december": 12,
+    "dec": 12,
     # French
-    "janvier": 1, "janv": 1, "février": 2, "fevrier": 2, "févr": 2, "fev": 2, "mars": 3,
-    "avril": 4, "avr": 4, "mai": 5, "juin": 6, "juillet": 7, "juil": 7, "août": 8, "aout": 8,
-    "septembre": 9, "octobre": 10, "novembre": 11, "décembre": 12, "decembre": 12, "déc": 12,
+    "janvier": 1,
+    "janv": 1,
+    "février": 2,
+    "fevrier": 2,
+    "févr": 2,
+    "fev": 2,
+    "mars": 3,
+    "avril": 4,
+    "avr": 4,
+    "mai": 5,
+    "juin": 6,
+    "juillet": 7,
+    "juil": 7,
+    "août": 8,
+    "aout": 8,
+    "septembre": 9,
+    "octobre": 10,
+    "novembre": 11,
+    "décembre": 12,
+    "decembre": 12,
+    "déc": 12,
 }
 _MONTH_ALTERNATION = word_alternation(MONTHS)
 
 BIRTH_WORDS = (
-    "born", "birth", "date of birth", "birthdate", "birthday", "dob", "d.o.b", "b.",
-    "né", "née", "nee", "né le", "née le", "naissance", "date de naissance", "ddn", "anniversaire",
+    "born",
+    "birth",
+    "date of birth",
+    "birthdate",
+    "birthday",
+    "dob",
+    "d.o.b",
+    "b.",
+    "né",
+    "née",
+    "nee",
+    "né le",
+    "née le",
+    "naissance",
+    "date de naissance",
+    "ddn",
+    "anniversaire",
     "né(e)",
 )
 
@@ -48,8 +102,8 @@ def _year(text: str) -> int | None:
 def numeric_date_is_valid(value: str) -> bool:
     """A numeric date that exists as Y-M-D, D/M/Y or M/D/Y.
 
-    >>> numeric_date_is_valid("1995-07-03"), numeric_date_is_valid("03/07/1995"), numeric_date_is_valid("13/13/2020")
-    (True, True, False)
+    >>> [numeric_date_is_valid(v) for v in ("1995-07-03", "03/07/1995", "13/13/2020")]
+    [True, True, False]
     """
     parts = re.split(r"[./\-]", value)
     if len(parts) != 3:
@@ -101,7 +155,8 @@ ISO_DATE = Rule(
 )
 
 _WRITTEN_DAY_FIRST = re.compile(
-    rf"([0-9]{{1,2}})(?:er|e|st|nd|rd|th)?[ \u00a0]+(?:de[ \u00a0]+)?(?i:({_MONTH_ALTERNATION}))\.?,?[ \u00a0]+([0-9]{{4}})"
+    rf"([0-9]{{1,2}})(?:er|e|st|nd|rd|th)?[ \u00a0]+(?:de[ \u00a0]+)?"
+    rf"(?i:({_MONTH_ALTERNATION}))\.?,?[ \u00a0]+([0-9]{{4}})"
 )
 
 

@@ -28,8 +28,10 @@ def shannon_entropy(value: str) -> float:
 
 
 def _looks_random(value: str) -> bool:
-    token = value.split()[-1]
-    classes = sum((any(c.islower() for c in token), any(c.isupper() for c in token), any(c.isdigit() for c in token)))
+    token = value.rsplit(maxsplit=1)[-1]
+    classes = sum(
+        (any(c.islower() for c in token), any(c.isupper() for c in token), any(c.isdigit() for c in token))
+    )
     return len(token) >= 20 and classes >= 2 and shannon_entropy(token) >= 3.5
 
 
@@ -45,23 +47,52 @@ def _keyed(name: str, pattern: str, requires: tuple[str, ...], example: str) -> 
 
 
 _KEYED = (
-    _keyed("secret_openai", r"sk-(?:proj-|ant-|svcacct-)?[A-Za-z0-9_\-]{20,}", ("sk-",),
-           "sk-proj-abcdefghijklmnopqrstuvwxyz012345"),
-    _keyed("secret_github", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
-           ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
-    _keyed("secret_aws_access_key", r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])", ("AKIA", "ASIA"),
-           "AKIAIOSFODNN7EXAMPLE"),
-    _keyed("secret_google_api_key", r"AIza[0-9A-Za-z_\-]{35}", ("AIza",), "AIza" + "Sy" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q"),
+    _keyed(
+        "secret_openai",
+        r"sk-(?:proj-|ant-|svcacct-)?[A-Za-z0-9_\-]{20,}",
+        ("sk-",),
+        "sk-proj-abcdefghijklmnopqrstuvwxyz012345",
+    ),
+    _keyed(
+        "secret_github",
+        r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    ),
+    _keyed(
+        "secret_aws_access_key",
+        r"(?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])",
+        ("AKIA", "ASIA"),
+        "AKIAIOSFODNN7EXAMPLE",
+    ),
+    _keyed(
+        "secret_google_api_key",
+        r"AIza[0-9A-Za-z_\-]{35}",
+        ("AIza",),
+        "AIza" + "Sy" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+    ),
     _keyed("secret_slack", r"xox[abposr]-[0-9A-Za-z\-]{10,250}", ("xox",), "xoxb-123456789012-abcdefABCDEF"),
-    _keyed("secret_stripe", r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,247}", ("_live_", "_test_"),
-           "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"),
+    _keyed(
+        "secret_stripe",
+        r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,247}",
+        ("_live_", "_test_"),
+        "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    ),
     _keyed("secret_gitlab", r"glpat-[0-9A-Za-z_\-]{20,}", ("glpat-",), "glpat-abcdefghij1234567890"),
-    _keyed("secret_jwt", r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", ("eyJ",),
-           "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
-    _keyed("secret_private_key",
-           r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]{0,8000}?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
-           ("-----BEGIN",), "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----"),
+    _keyed(
+        "secret_jwt",
+        r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+        ("eyJ",),
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
+    _keyed(
+        "secret_private_key",
+        r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]{0,8000}?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
+        ("-----BEGIN",),
+        "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----",
+    ),
 )
+
 
 def _refine_bearer(text: str, start: int, end: int) -> tuple[int, int] | None:
     # Report the credential, not the word that announced it.

@@ -1,0 +1,57 @@
+"""Every example under examples/ runs, and shows what its docstring promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SCRIPTS = sorted(EXAMPLES.glob("*.py"))
+
+
+def run(script: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_every_example_is_exercised_here() -> None:
+    assert {s.name for s in SCRIPTS} == {"detect_and_redact.py", "policy_from_config.py"}
+
+
+def test_detect_and_redact_hides_every_identifier_of_the_tickets() -> None:
+    out = run(EXAMPLES / "detect_and_redact.py")
+    for secret in (
+        "130 692 544",
+        "marie-eve.tremblay@exemple.qc.ca",
+        "4111 1111 1111 1111",
+        "H3G 1P7",
+        "FR76 3000",
+        "203.0.113.42",
+        "john.smith@example.com",
+        "5500 0000 0000 0004",
+        "2001:db8",
+    ):
+        assert secret not in out
+    assert "[CA_HEALTH_CARD]" in out
+    assert "[ADDRESS]" in out
+    assert "Order 48213 is still pending" in out  # an order number is not PII
+
+
+def test_policy_from_config_applies_allow_deny_and_user_patterns() -> None:
+    out = run(EXAMPLES / "policy_from_config.py")
+    assert "[POLICY_NUMBER]" in out
+    assert "[PROJECT]" in out
+    assert "soutien@assurances-exemple.ca" in out  # allow-listed
+    assert "jean.roy@exemple.ca" not in out
+    assert "rendez-vous le 3 mars 2025" in out  # DATE excluded; the date of birth is not
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_example_has_a_docstring_saying_how_to_run_it(script: Path) -> None:
+    assert "Run: uv run python examples/" in script.read_text(encoding="utf-8")
