@@ -1,5 +1,5 @@
-"""Street addresses (ADDRESS), English and Quebec French, with the unit, city, province and
-postal code that follow them.
+"""Street addresses (ADDRESS), English and Quebec French, with the unit, city, province (or US
+state) and postal code (or ZIP code) that follow them.
 
 The anchor is a civic number followed by a street type ("1234, rue Sainte-Catherine Ouest",
 "42 Maple Ave, Apt 5", "6865, rang des Érables"); the span then extends over a unit
@@ -25,67 +25,17 @@ def _with_dots(*words: str) -> tuple[str, ...]:
 _FR_TYPES = word_alternation(
     (
         *_with_dots("boul", "av", "ch"),
-        "rue",
-        "boulevard",
-        "blvd",
-        "bd",
-        "avenue",
-        "chemin",
-        "rang",
-        "route",
-        "rte",
-        "place",
-        "montée",
-        "montee",
-        "côte",
-        "cote",
-        "allée",
-        "allee",
-        "impasse",
-        "croissant",
-        "promenade",
-        "terrasse",
-        "carré",
-        "carre",
-        "quai",
-        "ruelle",
-        "voie",
-        "square",
-        "autoroute",
-        "sentier",
-        "parc",
-        "cours",
-        "esplanade",
+        *"""rue boulevard blvd bd avenue chemin rang route rte place montée montee côte cote allée allee
+    impasse croissant promenade terrasse carré carre quai ruelle voie square autoroute sentier parc
+    cours esplanade""".split(),
     )
 )
 _EN_TYPES = (
     word_alternation(
         (
             *_with_dots("St", "Ave", "Rd", "Blvd", "Cres", "Ln", "Ct", "Pl", "Pkwy", "Hwy"),
-            "Street",
-            "Avenue",
-            "Road",
-            "Drive",
-            "Boulevard",
-            "Crescent",
-            "Lane",
-            "Court",
-            "Way",
-            "Place",
-            "Terrace",
-            "Parkway",
-            "Highway",
-            "Circle",
-            "Square",
-            "Trail",
-            "Close",
-            "Row",
-            "Line",
-            "Sideroad",
-            "Grove",
-            "Heights",
-            "Gardens",
-            "Park",
+            *"""Street Avenue Road Drive Boulevard Crescent Lane Court Way Place Terrace Parkway Highway
+        Circle Square Trail Close Row Line Sideroad Grove Heights Gardens Park""".split(),
         )
     )
     # "Dr" is a street only when no name follows it ("5 PM Dr Smith" is a doctor).
@@ -94,18 +44,7 @@ _EN_TYPES = (
 _DIRECTIONS = word_alternation(
     (
         *_with_dots("E", "O", "N", "S", "W"),
-        "Est",
-        "Ouest",
-        "Nord",
-        "Sud",
-        "NE",
-        "NW",
-        "SE",
-        "SW",
-        "North",
-        "South",
-        "East",
-        "West",
+        *"Est Ouest Nord Sud NE NW SE SW North South East West".split(),
     )
 )
 _PROVINCES = word_alternation(
@@ -149,9 +88,14 @@ _PROVINCES = word_alternation(
         "NT",
         "Nunavut",
         "NU",
+        # US states, for the English addresses of cross-border customers.
+        *"""AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ
+    NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY""".split(),
     )
 )
-_POSTAL = r"[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9]"
+_POSTAL = (
+    r"(?:[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9]|[0-9]{5}(?:-[0-9]{4})?)"
+)
 
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _WORD = rf"(?:[{_UPPER}][\w'’]*(?:-[\w'’]+)*|[0-9]{{1,3}}(?:e|re|er|ième|st|nd|rd|th))"
