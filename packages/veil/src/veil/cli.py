@@ -126,9 +126,7 @@ def _read_jsonl(text: str, name: str, default_language: str | None) -> list[tupl
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})"
-            ) from None
+            raise InputError(f"{name}, line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise InputError(f'{name}, line {number}: expected an object with a string "text"')
         language = row.get("language") or default_language
@@ -167,13 +165,9 @@ def _engine(args: argparse.Namespace) -> Engine:
     if args.mode:
         changes["mode"] = args.mode
     if args.entities:
-        changes["entities"] = frozenset(
-            name.strip().upper() for name in args.entities.split(",") if name.strip()
-        )
+        changes["entities"] = frozenset(name.strip().upper() for name in args.entities.split(",") if name.strip())
     if args.exclude:
-        changes["exclude"] = frozenset(
-            name.strip().upper() for name in args.exclude.split(",") if name.strip()
-        )
+        changes["exclude"] = frozenset(name.strip().upper() for name in args.exclude.split(",") if name.strip())
     try:
         policy = policy.with_changes(**changes) if changes else policy
     except ConfigError as exc:
@@ -235,9 +229,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         for row_id, row_text, language in rows:
             spans = engine.detect(row_text, language)  # type: ignore[arg-type]
             found += len(spans)
-            results.append(
-                {"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]}
-            )
+            results.append({"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]})
         with _output(args.output) as out:
             for result in results:
                 out.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -304,9 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--json", action="store_true", help="print the spans as one JSON array")
     scan.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
-    scan.add_argument(
-        "--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found"
-    )
+    scan.add_argument("--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found")
     common(scan)
     scan.set_defaults(handler=cmd_scan)
 
@@ -315,9 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument(
         "--jsonl", action="store_true", help='input is JSON Lines; output {"id", "text", "spans"} per line'
     )
-    anonymize.add_argument(
-        "-o", "--output", help="write to this file (atomically) instead of standard output"
-    )
+    anonymize.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
     anonymize.add_argument(
         "--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found"
     )
@@ -326,9 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.set_defaults(handler=cmd_anonymize)
 
     evaluate = commands.add_parser("eval", help="score the engine against gold JSON Lines")
-    evaluate.add_argument(
-        "--data", required=True, help='gold JSON Lines: {"id", "text", "language", "spans"}'
-    )
+    evaluate.add_argument("--data", required=True, help='gold JSON Lines: {"id", "text", "language", "spans"}')
     evaluate.add_argument("--only", help="comma-separated gold entities to score (default: all)")
     common(evaluate)
     evaluate.set_defaults(handler=cmd_eval)

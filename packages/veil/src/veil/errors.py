@@ -3,7 +3,13 @@
     VeilError                   base of everything veil raises on purpose
     ├── ConfigError             a policy, pattern, option or file that cannot be used as given
     ├── DetectionError          a detector that cannot run (fail closed: no text passes unchecked)
-    └── InputError              input that cannot be read (not UTF-8, malformed JSON Lines …)
+    ├── InputError              input that cannot be read (not UTF-8, malformed JSON Lines …)
+    ├── VaultError              the vault cannot do what was asked
+    │   ├── VaultUnavailable    the backend is down or unreachable (retry later; nothing was written)
+    │   ├── TokenNotFound       no mapping for this token in this tenant and scope (or it expired)
+    │   ├── IntegrityError      a row or record failed authentication: tampered, moved or corrupt
+    │   └── KeyUnavailable      the key needed is missing, retired or unreachable
+    └── ApprovalError           dual control refused: approvals missing, reused, expired or self-given
 
 Messages say what to do, and never contain the text being scanned: they carry option names,
 line numbers, entity names and counts only.
@@ -26,3 +32,30 @@ class DetectionError(VeilError):
 
 class InputError(VeilError, ValueError):
     """Input that cannot be processed: wrong encoding, malformed JSON Lines, too large."""
+
+
+class VaultError(VeilError):
+    """The vault could not store, find or decrypt a mapping."""
+
+
+class VaultUnavailable(VaultError):
+    """The vault backend is down or unreachable; nothing was written."""
+
+
+class TokenNotFound(VaultError, KeyError):
+    """No mapping for this token in this tenant and scope (never stored, erased or expired)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "token not found"
+
+
+class IntegrityError(VaultError):
+    """Authenticated decryption or a hash chain failed: the data was altered, moved or corrupted."""
+
+
+class KeyUnavailable(VaultError):
+    """The key (or key version) a record needs is missing, retired or unreachable."""
+
+
+class ApprovalError(VeilError):
+    """A dual-control request cannot proceed: approvals missing, reused, expired or self-given."""

@@ -59,23 +59,15 @@ def read_gold(path: str | Path) -> list[GoldDocument]:
             try:
                 row = json.loads(line)
                 text = row["text"]
-                spans = tuple(
-                    GoldSpan(int(s["start"]), int(s["end"]), str(s["entity"])) for s in row.get("spans", [])
-                )
+                spans = tuple(GoldSpan(int(s["start"]), int(s["end"]), str(s["entity"])) for s in row.get("spans", []))
                 if not isinstance(text, str):
                     raise TypeError("text is not a string")
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise InputError(
-                    f"{path}, line {number}: not a gold record ({type(exc).__name__}: {exc})"
-                ) from None
+                raise InputError(f"{path}, line {number}: not a gold record ({type(exc).__name__}: {exc})") from None
             for span in spans:
                 if not 0 <= span.start < span.end <= len(text):
-                    raise InputError(
-                        f"{path}, line {number}: span {span.start}..{span.end} lies outside the text"
-                    )
-            documents.append(
-                GoldDocument(str(row.get("id", number)), text, str(row.get("language") or "en"), spans)
-            )
+                    raise InputError(f"{path}, line {number}: span {span.start}..{span.end} lies outside the text")
+            documents.append(GoldDocument(str(row.get("id", number)), text, str(row.get("language") or "en"), spans))
     return documents
 
 
@@ -128,9 +120,7 @@ class Report:
         return self.pii_chars_covered / self.pii_chars if self.pii_chars else 0.0
 
 
-def _match(
-    gold: Sequence[GoldSpan], predicted: Sequence[Predicted], exact: bool
-) -> tuple[set[int], set[int]]:
+def _match(gold: Sequence[GoldSpan], predicted: Sequence[Predicted], exact: bool) -> tuple[set[int], set[int]]:
     """Indices of gold spans found and of predictions that found one (one-to-one, greedy)."""
     found_gold: set[int] = set()
     used_pred: set[int] = set()
@@ -204,9 +194,7 @@ def format_report(report: Report, *, title: str = "") -> str:
     lines = []
     if title:
         lines.append(title)
-    header = (
-        f"{'entity':<22}{'support':>8}{'P':>8}{'R':>8}{'F1':>8}{'exact P':>9}{'exact R':>9}{'exact F1':>9}"
-    )
+    header = f"{'entity':<22}{'support':>8}{'P':>8}{'R':>8}{'F1':>8}{'exact P':>9}{'exact R':>9}{'exact F1':>9}"
     lines.append(header)
     lines.append("-" * len(header))
     for entity in sorted(set(report.overlap) | set(report.exact)):

@@ -85,9 +85,7 @@ class ContextWords:
         if self.words:
             # Longest first, so that "date of birth" is preferred to "date" inside the alternation.
             alternation = "|".join(_word_pattern(w) for w in sorted(self.words, key=len, reverse=True))
-            self._regex: re.Pattern[str] | None = re.compile(
-                rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE
-            )
+            self._regex: re.Pattern[str] | None = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
         else:
             self._regex = None
 

@@ -85,9 +85,7 @@ def find_backtracking_hazard(pattern: str) -> str | None:
                     if inner_op is BRANCH:
                         firsts = [_first_literals(branch) for branch in inner_av[1]]
                         known = [f for f in firsts if f is not None]
-                        if len(known) != len(firsts) or any(
-                            a & b for i, a in enumerate(known) for b in known[i + 1 :]
-                        ):
+                        if len(known) != len(firsts) or any(a & b for i, a in enumerate(known) for b in known[i + 1 :]):
                             return "a repeated alternation whose branches can start alike, like (a|ab)*"
                 found = walk(body)
                 if found:

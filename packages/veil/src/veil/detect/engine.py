@@ -58,11 +58,7 @@ def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
         index = bisect.bisect_right(starts, span.start) - 1
         if index >= 0:
             container = reach[index]
-            if (
-                container is not span
-                and span.end <= container.end
-                and span.entity in COMPOSITES[container.entity]
-            ):
+            if container is not span and span.end <= container.end and span.entity in COMPOSITES[container.entity]:
                 continue
         kept.append(span)
     return kept
@@ -172,7 +168,5 @@ class Engine:
 
         return await asyncio.to_thread(self.detect, text, language)
 
-    async def adetect_many(
-        self, texts: Sequence[str], language: LanguageOption | None = None
-    ) -> list[list[Span]]:
+    async def adetect_many(self, texts: Sequence[str], language: LanguageOption | None = None) -> list[list[Span]]:
         return [await self.adetect(text, language) for text in texts]

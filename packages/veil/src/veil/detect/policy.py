@@ -135,9 +135,7 @@ class Policy:
         allowed = {"mode", "entities", "exclude", "thresholds", "allow", "deny", "patterns"}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ConfigError(
-                f"{where}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-            )
+            raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
         entities = data.get("entities")
         return cls(
             mode=data.get("mode", "strict"),
@@ -146,9 +144,7 @@ class Policy:
             thresholds=dict(_mapping(data.get("thresholds", {}), f"{where}.thresholds")),
             allow=frozenset(_strings(data.get("allow", ()), f"{where}.allow")),
             deny={str(k): str(v) for k, v in _mapping(data.get("deny", {}), f"{where}.deny").items()},
-            patterns=tuple(
-                _user_pattern(p, f"{where}.patterns[{i}]") for i, p in enumerate(data.get("patterns", ()))
-            ),
+            patterns=tuple(_user_pattern(p, f"{where}.patterns[{i}]") for i, p in enumerate(data.get("patterns", ()))),
         )
 
     @classmethod

@@ -93,9 +93,7 @@ _PROVINCES = word_alternation(
     NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY""".split(),
     )
 )
-_POSTAL = (
-    r"(?:[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9]|[0-9]{5}(?:-[0-9]{4})?)"
-)
+_POSTAL = r"(?:[ABCEGHJ-NPRSTVXY][0-9][ABCEGHJ-NPRSTV-Z][ \-]?[0-9][ABCEGHJ-NPRSTV-Z][0-9]|[0-9]{5}(?:-[0-9]{4})?)"
 
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _WORD = rf"(?:[{_UPPER}][\w'’]*(?:-[\w'’]+)*|[0-9]{{1,3}}(?:e|re|er|ième|st|nd|rd|th))"

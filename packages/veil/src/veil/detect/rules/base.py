@@ -76,9 +76,7 @@ class _CompiledRule:
         self.source = source
         self.regex = re.compile(rule.pattern, rule.flags)
         if self.regex.groupindex or _has_backreference(rule.pattern):
-            raise ValueError(
-                f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)"
-            )
+            raise ValueError(f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)")
         # Plain str, not the Entity enum: spans print and serialise as the bare name.
         self.entity = str(rule.entity)
         self.promote_entity = str(rule.promote.entity) if rule.promote else ""

@@ -164,9 +164,7 @@ _URL_SCHEME = re.compile(r"(?<![A-Za-z])(?:https?|ftp|sftp|wss?)\Z", re.IGNORECA
 
 def _trim_url(text: str, start: int, end: int) -> tuple[int, int] | None:
     value = text[start:end]
-    while value and (
-        value[-1] in _URL_TRAILING or (value[-1] == ")" and value.count("(") < value.count(")"))
-    ):
+    while value and (value[-1] in _URL_TRAILING or (value[-1] == ")" and value.count("(") < value.count(")"))):
         value = value[:-1]
     if len(value) < 8:
         return None

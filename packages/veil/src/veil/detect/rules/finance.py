@@ -67,10 +67,7 @@ def card_issuer_known(digits: str) -> bool:
     >>> card_issuer_known("2221000000000009"), card_issuer_known("1234567812345670")
     (True, False)
     """
-    for low, high, lengths in _IIN_RANGES:
-        if len(digits) in lengths and low <= digits[: len(low)] <= high:
-            return True
-    return False
+    return any(len(digits) in lengths and low <= digits[: len(low)] <= high for low, high, lengths in _IIN_RANGES)
 
 
 def card_is_valid(value: str) -> bool:

@@ -29,9 +29,7 @@ def shannon_entropy(value: str) -> float:
 
 def _looks_random(value: str) -> bool:
     token = value.rsplit(maxsplit=1)[-1]
-    classes = sum(
-        (any(c.islower() for c in token), any(c.isupper() for c in token), any(c.isdigit() for c in token))
-    )
+    classes = sum((any(c.islower() for c in token), any(c.isupper() for c in token), any(c.isdigit() for c in token)))
     return len(token) >= 20 and classes >= 2 and shannon_entropy(token) >= 3.5
 
 

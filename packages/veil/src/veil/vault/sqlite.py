@@ -1,0 +1,294 @@
+"""SQLite vault: the embedded default. One file, WAL journal, durable commits.
+
+Writers serialise on `BEGIN IMMEDIATE`, so threads and processes sharing the file never give
+one value two tokens; uniqueness is also enforced by the schema. Each thread has its own
+connection. `synchronous=FULL` makes a commit survive a crash of the process (and of the
+machine), so a token handed to a caller can always be restored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from veil.crypto.envelope import Sealed
+from veil.crypto.keyring import DataKey
+from veil.crypto.keys import KeyRef
+from veil.errors import IntegrityError, VaultUnavailable
+from veil.vault.base import NewMapping, TokenFactory, VaultRecord
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS veil_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS veil_mappings (
+    tenant TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    token TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    blind_index TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    ciphertext BLOB NOT NULL,
+    subject TEXT,
+    created REAL NOT NULL,
+    expires REAL,
+    PRIMARY KEY (tenant, scope, token),
+    UNIQUE (tenant, scope, blind_index)
+);
+CREATE INDEX IF NOT EXISTS veil_mappings_subject ON veil_mappings (tenant, subject) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS veil_mappings_expires ON veil_mappings (expires) WHERE expires IS NOT NULL;
+CREATE TABLE IF NOT EXISTS veil_counters (
+    tenant TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    last INTEGER NOT NULL,
+    PRIMARY KEY (tenant, scope, entity)
+);
+CREATE TABLE IF NOT EXISTS veil_data_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    wrapped BLOB NOT NULL,
+    kek_id TEXT NOT NULL,
+    kek_version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    active INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS veil_data_keys_one_active ON veil_data_keys (tenant, purpose) WHERE active = 1;
+"""
+
+_COLUMNS = "tenant, scope, token, entity, blind_index, key_id, ciphertext, subject, created, expires"
+
+
+def _record(row: tuple[object, ...]) -> VaultRecord:
+    tenant, scope, token, entity, blind_index, key_id, ciphertext, subject, created, expires = row
+    if not isinstance(ciphertext, bytes) or not isinstance(key_id, str):
+        raise IntegrityError("a vault row is corrupt (ciphertext or key id of the wrong type)")
+    return VaultRecord(
+        str(tenant),
+        str(scope),
+        str(token),
+        str(entity),
+        str(blind_index),
+        Sealed(key_id, ciphertext),
+        None if subject is None else str(subject),
+        float(created),  # type: ignore[arg-type]
+        None if expires is None else float(expires),  # type: ignore[arg-type]
+    )
+
+
+def _data_key(row: tuple[object, ...]) -> DataKey:
+    key_id, tenant, purpose, wrapped, kek_id, kek_version, created, active = row
+    return DataKey(
+        str(key_id),
+        str(tenant),
+        purpose,
+        bytes(wrapped),
+        KeyRef(str(kek_id), int(kek_version)),  # type: ignore[arg-type,call-overload]
+        float(created),
+        bool(active),  # type: ignore[arg-type]
+    )
+
+
+class SQLiteVault:
+    """A Vault (and DataKeyStore) in one SQLite file."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # executescript commits on its own; every statement is idempotent.
+            self._connection().executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise VaultUnavailable(f"cannot create the SQLite vault schema in {self.path} ({exc})") from None
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO veil_meta (name, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        version = self._connection().execute("SELECT value FROM veil_meta WHERE name = 'schema_version'").fetchone()
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            raise VaultUnavailable(
+                f"vault {self.path} has schema version {version and version[0]}; expected {SCHEMA_VERSION}"
+            )
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            except sqlite3.Error as exc:
+                raise VaultUnavailable(f"cannot open the SQLite vault {self.path} ({exc})") from None
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise VaultUnavailable(f"the SQLite vault {self.path} is not writable ({exc})") from None
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        else:
+            connection.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise VaultUnavailable(f"the SQLite vault {self.path} cannot be read ({exc})") from None
+
+    # -- Vault --------------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> SQLiteVault:
+        return self
+
+    def get_or_create(self, tenant: str, scope: str, mapping: NewMapping, make_token: TokenFactory) -> tuple[str, bool]:
+        now = time.time()
+        existing = self._query(
+            "SELECT token, expires FROM veil_mappings WHERE tenant = ? AND scope = ? AND blind_index = ?",
+            (tenant, scope, mapping.blind_index),
+        )
+        if existing and (existing[0][1] is None or float(existing[0][1]) > now):  # type: ignore[arg-type]
+            return str(existing[0][0]), False
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT token, expires FROM veil_mappings WHERE tenant = ? AND scope = ? AND blind_index = ?",
+                (tenant, scope, mapping.blind_index),
+            ).fetchone()
+            if row is not None:
+                if row[1] is None or row[1] > now:
+                    return str(row[0]), False
+                connection.execute(
+                    "DELETE FROM veil_mappings WHERE tenant = ? AND scope = ? AND token = ?",
+                    (tenant, scope, row[0]),
+                )
+            number = connection.execute(
+                "INSERT INTO veil_counters (tenant, scope, entity, last) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (tenant, scope, entity) DO UPDATE SET last = last + 1 RETURNING last",
+                (tenant, scope, mapping.entity),
+            ).fetchone()[0]
+            token = make_token(mapping.entity, int(number))
+            sealed = mapping.seal(token)
+            connection.execute(
+                f"INSERT INTO veil_mappings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    tenant,
+                    scope,
+                    token,
+                    mapping.entity,
+                    mapping.blind_index,
+                    sealed.key_id,
+                    sealed.ciphertext,
+                    mapping.subject,
+                    now,
+                    mapping.expires,
+                ),
+            )
+        return token, True
+
+    def lookup(self, tenant: str, scope: str, token: str) -> VaultRecord | None:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM veil_mappings WHERE tenant = ? AND scope = ? AND token = ?",
+            (tenant, scope, token),
+        )
+        if not rows:
+            return None
+        record = _record(rows[0])
+        return None if record.expired() else record
+
+    def find(self, tenant: str, scope: str, blind_index: str) -> str | None:
+        rows = self._query(
+            "SELECT token FROM veil_mappings WHERE tenant = ? AND scope = ? AND blind_index = ? "
+            "AND (expires IS NULL OR expires > ?)",
+            (tenant, scope, blind_index, time.time()),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def records(self, tenant: str, scope: str) -> list[VaultRecord]:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM veil_mappings WHERE tenant = ? AND scope = ? "
+            "AND (expires IS NULL OR expires > ?) ORDER BY created, rowid",
+            (tenant, scope, time.time()),
+        )
+        return [_record(row) for row in rows]
+
+    def _delete(self, where: str, params: tuple[object, ...]) -> int:
+        with self._transaction() as connection:
+            return connection.execute(f"DELETE FROM veil_mappings WHERE {where}", params).rowcount
+
+    def erase_scope(self, tenant: str, scope: str) -> int:
+        return self._delete("tenant = ? AND scope = ?", (tenant, scope))
+
+    def erase_subject(self, tenant: str, subject: str) -> int:
+        return self._delete("tenant = ? AND subject = ?", (tenant, subject))
+
+    def purge_expired(self, now: float | None = None) -> int:
+        return self._delete("expires IS NOT NULL AND expires <= ?", (time.time() if now is None else now,))
+
+    def ping(self) -> None:
+        self._query("SELECT 1", ())
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    # -- DataKeyStore ---------------------------------------------------------------------------
+
+    def data_keys(self, tenant: str | None = None) -> list[DataKey]:
+        sql = "SELECT key_id, tenant, purpose, wrapped, kek_id, kek_version, created, active FROM veil_data_keys"
+        rows = self._query(sql + " WHERE tenant = ?", (tenant,)) if tenant is not None else self._query(sql, ())
+        return [_data_key(row) for row in rows]
+
+    def add_data_key(self, key: DataKey) -> DataKey:
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT key_id, tenant, purpose, wrapped, kek_id, kek_version, created, active FROM veil_data_keys "
+                "WHERE tenant = ? AND purpose = ? AND active = 1",
+                (key.tenant, key.purpose),
+            ).fetchone()
+            if row is not None:
+                return _data_key(row)
+            connection.execute(
+                "INSERT INTO veil_data_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.key_id,
+                    key.tenant,
+                    key.purpose,
+                    key.wrapped,
+                    key.kek.key_id,
+                    key.kek.version,
+                    key.created,
+                    int(key.active),
+                ),
+            )
+        return key
+
+    def replace_data_key(self, key: DataKey) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE veil_data_keys SET wrapped = ?, kek_id = ?, kek_version = ?, active = ? WHERE key_id = ?",
+                (key.wrapped, key.kek.key_id, key.kek.version, int(key.active), key.key_id),
+            )
