@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from veil.crypto.envelope import Sealed
 from veil.crypto.keyring import DataKey
@@ -64,33 +65,35 @@ CREATE UNIQUE INDEX IF NOT EXISTS veil_data_keys_one_active ON veil_data_keys (t
 _COLUMNS = "tenant, scope, token, entity, blind_index, key_id, ciphertext, subject, created, expires"
 
 
-def _record(row: tuple[object, ...]) -> VaultRecord:
+def _record(row: Any) -> VaultRecord:
     tenant, scope, token, entity, blind_index, key_id, ciphertext, subject, created, expires = row
     if not isinstance(ciphertext, bytes) or not isinstance(key_id, str):
         raise IntegrityError("a vault row is corrupt (ciphertext or key id of the wrong type)")
     return VaultRecord(
-        str(tenant),
-        str(scope),
-        str(token),
-        str(entity),
-        str(blind_index),
-        Sealed(key_id, ciphertext),
-        None if subject is None else str(subject),
-        float(created),  # type: ignore[arg-type]
-        None if expires is None else float(expires),  # type: ignore[arg-type]
+        tenant=str(tenant),
+        scope=str(scope),
+        token=str(token),
+        entity=str(entity),
+        blind_index=str(blind_index),
+        sealed=Sealed(key_id, ciphertext),
+        subject=None if subject is None else str(subject),
+        created=float(created),
+        expires=None if expires is None else float(expires),
     )
 
 
-def _data_key(row: tuple[object, ...]) -> DataKey:
+def _data_key(row: Any) -> DataKey:
     key_id, tenant, purpose, wrapped, kek_id, kek_version, created, active = row
+    if purpose not in ("data", "index") or not isinstance(wrapped, bytes):
+        raise IntegrityError(f"data key {key_id} is corrupt in the vault")
     return DataKey(
-        str(key_id),
-        str(tenant),
-        purpose,
-        bytes(wrapped),
-        KeyRef(str(kek_id), int(kek_version)),  # type: ignore[arg-type,call-overload]
-        float(created),
-        bool(active),  # type: ignore[arg-type]
+        key_id=str(key_id),
+        tenant=str(tenant),
+        purpose=purpose,
+        wrapped=wrapped,
+        kek=KeyRef(str(kek_id), int(kek_version)),
+        created=float(created),
+        active=bool(active),
     )
 
 
@@ -151,7 +154,7 @@ class SQLiteVault:
         else:
             connection.execute("COMMIT")
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -169,7 +172,7 @@ class SQLiteVault:
             "SELECT token, expires FROM veil_mappings WHERE tenant = ? AND scope = ? AND blind_index = ?",
             (tenant, scope, mapping.blind_index),
         )
-        if existing and (existing[0][1] is None or float(existing[0][1]) > now):  # type: ignore[arg-type]
+        if existing and (existing[0][1] is None or float(existing[0][1]) > now):
             return str(existing[0][0]), False
         with self._transaction() as connection:
             row = connection.execute(
