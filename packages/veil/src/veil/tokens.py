@@ -1,15 +1,53 @@
-"""What replaces PII in the text: for now irreversible redaction (`[EMAIL]`).
+"""What replaces PII in the text: tokens (`{{EMAIL_1}}`) by default, or irreversible redaction.
 
-Reversible tokens (`{{EMAIL_1}}`) and surrogates come with the vault; they will live here too.
+Token grammar: `{{` + entity name (`[A-Z][A-Z0-9_]*`) + `_` + a number without leading zeros
++ `}}`. It is stable for language models (they copy it), never collides with natural text, and
+thanks to the closing braces no token is a prefix of another (`{{PERSON_1}}` vs `{{PERSON_10}}`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from veil.entities import Span
 
 DEFAULT_REDACTION = "[{entity}]"
+
+TOKEN_RE = re.compile(r"\{\{([A-Z][A-Z0-9_]{0,63})_([1-9][0-9]{0,9})\}\}")
+"""A token exactly as veil writes it: group 1 the entity, group 2 the number."""
+
+MAX_TOKEN_LENGTH = 2 + 64 + 1 + 10 + 2
+
+
+def format_token(entity: str, number: int) -> str:
+    """The token for the `number`-th value of `entity` in a scope.
+
+    >>> format_token("EMAIL", 3)
+    '{{EMAIL_3}}'
+    """
+    if number < 1:
+        raise ValueError("token numbers start at 1")
+    return f"{{{{{entity}_{number}}}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    entity: str
+    number: int
+
+
+def parse_token(token: str) -> ParsedToken | None:
+    """The entity and number of a well-formed token, or None.
+
+    >>> parse_token("{{CA_SIN_12}}")
+    ParsedToken(entity='CA_SIN', number=12)
+    """
+    match = TOKEN_RE.fullmatch(token)
+    if match is None:
+        return None
+    return ParsedToken(match.group(1), int(match.group(2)))
 
 
 def redact(text: str, spans: Iterable[Span], template: str = DEFAULT_REDACTION) -> str:

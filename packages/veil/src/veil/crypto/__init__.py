@@ -10,12 +10,13 @@ versions stay readable until they are retired. Only `cryptography` primitives ar
 
 from veil.crypto.envelope import Sealed, associated_data, open_sealed, seal
 from veil.crypto.keyring import DataKey, DataKeyStore, KeyRing, MemoryDataKeyStore
-from veil.crypto.keys import EnvKeyProvider, KeyProvider, KeyRef, LocalKeyFileProvider
+from veil.crypto.keys import EnvKeyProvider, EphemeralKeyProvider, KeyProvider, KeyRef, LocalKeyFileProvider
 
 __all__ = [
     "DataKey",
     "DataKeyStore",
     "EnvKeyProvider",
+    "EphemeralKeyProvider",
     "KeyProvider",
     "KeyRef",
     "KeyRing",

@@ -104,6 +104,28 @@ class _InMemoryVersions:
         return open_sealed(self._key(ref), wrapped, aad, what=f"data key wrapped with {ref}")
 
 
+class EphemeralKeyProvider(_InMemoryVersions):
+    """A random KEK in process memory: for tests and in-memory vaults. Nothing survives the process."""
+
+    name = "ephemeral"
+    key_id = "ephemeral"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys[1] = os.urandom(KEY_BYTES)
+        self._current = 1
+
+    def rotate(self) -> KeyRef:
+        self._current = max(self._keys) + 1
+        self._keys[self._current] = os.urandom(KEY_BYTES)
+        return self.current()
+
+    def retire(self, ref: KeyRef) -> None:
+        if ref.version == self._current:
+            raise ConfigError(f"{ref} is the current key version; rotate before retiring it")
+        self._retired.add(ref.version)
+
+
 def _b64_key(value: str, where: str) -> bytes:
     try:
         key = base64.b64decode(value.strip(), validate=True)

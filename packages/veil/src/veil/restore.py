@@ -1,0 +1,279 @@
+"""Restore: put the original values back in place of the tokens of a model's answer.
+
+Three forms of token are recognised, in one pass:
+- exact: `{{EMAIL_1}}`, as veil wrote it;
+- mangled: what models do to tokens — `{{ email_1 }}`, `{EMAIL_1}`, `{{EMAIL_1}`, Markdown-escaped
+  `\\{\\{EMAIL_1\\}\\}` — restored when the canonical token exists in the scope;
+- bare: `EMAIL_1` with the braces dropped, restored only when that token exists in the scope
+  (so natural text such as `COVID_19` is left alone).
+
+Every restore returns a drift report: tokens sent to the model but missing from its answer
+(dropped), tokens restored from a mangled or bare form (altered), and token-shaped strings the
+scope does not know (invented: made up by the model, or from another tenant or scope, which
+cannot be restored here). An unknown token raises `TokenNotFound` unless the caller asked for a
+lenient restore, in which case it is left as written and reported.
+
+`StreamingRestorer` does the same over a stream of chunks: it holds back only a suffix that
+could still be the start of a token (bounded by the longest token form) and emits everything
+else at once, so that the concatenated output equals the restore of the whole text, and no
+token is ever shown half-restored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+
+from veil.errors import TokenNotFound
+from veil.tokens import TOKEN_RE, format_token
+
+Resolver = Callable[[str], "str | None"]
+"""canonical token → its value in the scope, or None when the scope does not know it."""
+
+# One pass: exact or mangled (group "braced"), or bare (group "bare").
+_TOKEN_FORMS = re.compile(
+    r"(?P<braced>(?:\\?\{){1,2}[ \t]*(?P<bname>[A-Za-z][A-Za-z0-9_]{0,63}?)_(?P<bnum>[0-9]{1,10})[ \t]*(?:\\?\}){1,2})"
+    r"|(?<![A-Za-z0-9_{\\])(?P<bare>(?P<name>[A-Z][A-Z0-9_]{0,63}?)_(?P<num>[1-9][0-9]{0,9}))(?![A-Za-z0-9_}])"
+)
+_MAX_FORM_LENGTH = 2 * 2 + 8 + 64 + 1 + 10 + 2 * 2 + 8
+_CANDIDATE_START = re.compile(r"[{\\A-Z]")
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """How the model's answer treated the tokens it was given."""
+
+    dropped: tuple[str, ...] = ()
+    altered: tuple[str, ...] = ()
+    invented: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return not (self.dropped or self.altered or self.invented)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"dropped": list(self.dropped), "altered": list(self.altered), "invented": list(self.invented)}
+
+
+@dataclass(slots=True)
+class _DriftCounter:
+    seen: set[str] = field(default_factory=set)
+    altered: dict[str, None] = field(default_factory=dict)
+    invented: dict[str, None] = field(default_factory=dict)
+
+    def report(self, expected: Collection[str]) -> Drift:
+        return Drift(
+            dropped=tuple(sorted(t for t in expected if t not in self.seen)),
+            altered=tuple(self.altered),
+            invented=tuple(self.invented),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A restored text and what happened to its tokens."""
+
+    text: str
+    drift: Drift
+    count: int
+
+
+class Restorer:
+    """Restores tokens through a resolver (the scope's vault lookup)."""
+
+    def __init__(
+        self,
+        resolve: Resolver,
+        *,
+        known: Callable[[], Collection[str]] | None = None,
+        lenient: bool = False,
+        escape: Callable[[str], str] | None = None,
+    ) -> None:
+        """`known` lists the scope's tokens (for bare forms); `escape` transforms each restored
+        value before insertion (JSON string escaping inside tool-call arguments)."""
+        self._resolve = resolve
+        self._known = known
+        self.lenient = lenient
+        self._escape = escape
+
+    def known_tokens(self) -> Collection[str]:
+        return self._known() if self._known is not None else ()
+
+    def restore(self, text: str, *, expected: Collection[str] = ()) -> Restored:
+        """Restore `text`; `expected` are the tokens the model was given (for the drift report)."""
+        counter = _DriftCounter()
+        restored, count = self._restore(text, 0, counter)
+        return Restored(restored, counter.report(expected), count)
+
+    def _replacement(self, match: re.Match[str], counter: _DriftCounter) -> str | None:
+        written = match.group(0)
+        if match.group("braced") is not None:
+            number = match.group("bnum")
+            canonical = format_token(match.group("bname").upper(), int(number)) if number[0] != "0" else written
+        else:
+            canonical = format_token(match.group("name"), int(match.group("num")))
+        value = self._resolve(canonical)
+        if value is None:
+            if match.group("bare") is not None:
+                return None  # natural text that looks like NAME_1: not a token of ours
+            counter.invented.setdefault(written)
+            if not self.lenient:
+                raise TokenNotFound(
+                    f"token {written} is not known in this scope (made up by the model, erased, expired, "
+                    "or from another tenant or scope); restore leniently to keep it as written"
+                )
+            return None
+        counter.seen.add(canonical)
+        if written != canonical:
+            counter.altered.setdefault(canonical)
+        return self._escape(value) if self._escape is not None else value
+
+    def _restore(self, text: str, start: int, counter: _DriftCounter) -> tuple[str, int]:
+        pieces: list[str] = []
+        position = start
+        count = 0
+        for match in _TOKEN_FORMS.finditer(text, start):
+            replacement = self._replacement(match, counter)
+            if replacement is None:
+                continue
+            pieces.append(text[position : match.start()])
+            pieces.append(replacement)
+            position = match.end()
+            count += 1
+        pieces.append(text[position:])
+        return "".join(pieces), count
+
+
+def _braced_prefix_state(tail: str) -> str:
+    """Classify `tail` against the braced token grammar: "grow" (a proper prefix of a token, or a
+    token that one more character could extend), "done" (a complete token that cannot grow), or
+    "no" (not a token prefix)."""
+    state = 0
+    name_chars = ""
+    for ch in tail:
+        if state == 0:
+            state = 1 if ch == "\\" else 2 if ch == "{" else -1
+        elif state == 1:
+            state = 2 if ch == "{" else -1
+        elif state == 2:
+            state = (
+                3
+                if ch == "\\"
+                else 4
+                if ch == "{"
+                else 5
+                if ch in " \t"
+                else 6
+                if ch.isascii() and ch.isalpha()
+                else -1
+            )
+            if state == 6:
+                name_chars = ch
+        elif state == 3:
+            state = 4 if ch == "{" else -1
+        elif state in (4, 5):
+            if ch in " \t":
+                state = 5
+            elif ch.isascii() and ch.isalpha():
+                state, name_chars = 6, ch
+            else:
+                state = -1
+        elif state == 6:
+            if ch.isascii() and (ch.isalnum() or ch == "_"):
+                name_chars += ch
+                state = 6 if len(name_chars) <= 75 else -1
+            elif ch in " \t":
+                state = 7
+            elif ch == "\\":
+                state = 8
+            elif ch == "}":
+                state = 9
+            else:
+                state = -1
+        elif state == 7:
+            state = 7 if ch in " \t" else 8 if ch == "\\" else 9 if ch == "}" else -1
+        elif state == 8:
+            state = 9 if ch == "}" else -1
+        elif state == 9:
+            state = 10 if ch == "\\" else 11 if ch == "}" else -1
+        elif state == 10:
+            state = 11 if ch == "}" else -1
+        else:  # 11: complete; anything after it means the tail is not a prefix
+            state = -1
+        if state == -1:
+            return "no"
+    return "done" if state == 11 else "grow"
+
+
+class StreamingRestorer:
+    """Restores a stream chunk by chunk; see the module docstring.
+
+    For every text and every way of cutting it into chunks, `"".join(feed(c) for c in chunks)
+    + flush()` equals `Restorer.restore(text).text`, and nothing emitted is ever part of a token.
+    """
+
+    def __init__(self, restorer: Restorer, *, expected: Collection[str] = ()) -> None:
+        self._restorer = restorer
+        self._expected = tuple(expected)
+        self._pending = ""
+        self._previous = ""  # the last character emitted, for the bare form's left boundary
+        self._counter = _DriftCounter()
+        self._known_bare: tuple[str, ...] | None = None
+        self.count = 0
+
+    def _bare_forms(self) -> tuple[str, ...]:
+        if self._known_bare is None:
+            self._known_bare = tuple(t[2:-2] for t in self._restorer.known_tokens() if TOKEN_RE.fullmatch(t))
+        return self._known_bare
+
+    def _cut(self, buffer: str) -> int:
+        """The earliest position from which the buffer's end could still become a token."""
+        low = max(0, len(buffer) - _MAX_FORM_LENGTH)
+        bare_forms = self._bare_forms()
+        for candidate in _CANDIDATE_START.finditer(buffer, low):
+            index = candidate.start()
+            ch = buffer[index]
+            if ch in "{\\":
+                if _braced_prefix_state(buffer[index:]) == "grow":
+                    return index
+            elif bare_forms and "A" <= ch <= "Z":
+                before = buffer[index - 1] if index > 0 else self._previous
+                if before and (before.isascii() and (before.isalnum() or before in "_{\\")):
+                    continue
+                tail = buffer[index:]
+                if any(form.startswith(tail) for form in bare_forms):
+                    return index
+        return len(buffer)
+
+    def _emit(self, text: str) -> str:
+        if not text:
+            return ""
+        # The previous character is given as context (the bare form's left boundary) only.
+        restored, count = self._restorer._restore(self._previous + text, len(self._previous), self._counter)
+        self.count += count
+        self._previous = text[-1]
+        return restored
+
+    def feed(self, chunk: str) -> str:
+        """Take the next chunk; return the text that can be shown now."""
+        if not chunk:
+            return ""
+        buffer = self._pending + chunk
+        cut = self._cut(buffer)
+        self._pending = buffer[cut:]
+        return self._emit(buffer[:cut])
+
+    def flush(self) -> str:
+        """End of stream: return whatever was held back, restored."""
+        rest, self._pending = self._pending, ""
+        return self._emit(rest)
+
+    @property
+    def drift(self) -> Drift:
+        return self._counter.report(self._expected)
+
+
+def restore_all(restorer: Restorer, texts: Iterable[str]) -> list[str]:
+    """Restore several texts with one restorer."""
+    return [restorer.restore(text).text for text in texts]

@@ -1,0 +1,302 @@
+"""The Veil facade and its Sessions: anonymize, restore, stream — the API applications use.
+
+    veil = Veil.open(".veil")                        # SQLite vault + local key file (embedded default)
+    session = veil.session("conversation-42")         # a scope: one mapping per conversation or collection
+    sent = session.anonymize("Write to jean@exemple.ca")   # "Write to {{EMAIL_1}}"
+    session.restore(model_answer)                      # tokens back to values
+
+A Session ties a scope (tenant + name) to the engine, the vault and the key ring. Within a scope
+one value always gets the same token, in this process or any other sharing the vault, because
+the vault finds tokens by blind index. Values are sealed with AES-256-GCM bound to tenant,
+scope and token. A Session caches the values it has seen; it is cheap and meant to be created
+per request or conversation. A Veil is thread-safe and meant to be shared.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from veil.crypto.envelope import Sealed, associated_data
+from veil.crypto.keyring import KeyRing
+from veil.crypto.keys import EphemeralKeyProvider, KeyProvider, LocalKeyFileProvider
+from veil.detect.engine import Engine
+from veil.detect.policy import Policy
+from veil.entities import LanguageOption, Span
+from veil.errors import ConfigError, IntegrityError, TokenNotFound
+from veil.normalize import normalize_value
+from veil.restore import Restored, Restorer, StreamingRestorer
+from veil.structured import DESCRIPTIVE_KEYS, is_messages, map_json, map_messages
+from veil.tokens import format_token
+from veil.vault.base import NewMapping, Vault
+from veil.vault.memory import MemoryVault
+
+DEFAULT_TENANT = "default"
+
+
+def value_aad(tenant: str, scope: str, token: str) -> bytes:
+    """Associated data of a vault value: a row moved to another tenant, scope or token fails to open."""
+    return associated_data("veil-value", tenant, scope, token)
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """One value replaced: where (`path` into a structure, `()` for plain text), what, by which token."""
+
+    path: tuple[str | int, ...]
+    span: Span
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Anonymized:
+    """The anonymized value (same shape as the input) and what was replaced in it."""
+
+    value: Any
+    replacements: tuple[Replacement, ...]
+
+    @property
+    def text(self) -> str:
+        if not isinstance(self.value, str):
+            raise TypeError("this Anonymized holds a structure, not a text: use .value")
+        return self.value
+
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        return tuple(r.span for r in self.replacements)
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        """token → entity, for every token used."""
+        return {r.token: r.span.entity for r in self.replacements}
+
+    @property
+    def pii_count(self) -> int:
+        return len(self.replacements)
+
+    @property
+    def pii_types(self) -> list[str]:
+        return sorted({r.span.entity for r in self.replacements})
+
+
+class Veil:
+    """Engine + vault + key ring, shared by the sessions of an application."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine | None = None,
+        policy: Policy | None = None,
+        vault: Vault | None = None,
+        keys: KeyProvider | None = None,
+        tenant: str = DEFAULT_TENANT,
+        ttl: float | None = None,
+    ) -> None:
+        """`Veil()` keeps mappings in memory under a random key: nothing survives the process.
+        Use `Veil.open(path)` (SQLite + key file) or pass a vault and a key provider."""
+        if engine is not None and policy is not None:
+            raise ConfigError("give an engine or a policy, not both (the engine carries its policy)")
+        self.engine = engine if engine is not None else Engine(policy)
+        self.vault: Vault = vault if vault is not None else MemoryVault()
+        if keys is None:
+            if vault is not None and not isinstance(vault, MemoryVault):
+                raise ConfigError(
+                    "a persistent vault needs a persistent key provider: pass keys=LocalKeyFileProvider(path), "
+                    "EnvKeyProvider() or an HSM provider"
+                )
+            keys = EphemeralKeyProvider()
+        self.keys = keys
+        self.keyring = KeyRing(keys, self.vault.keys)
+        if not tenant:
+            raise ConfigError("tenant must be a non-empty string")
+        self.tenant = tenant
+        self.ttl = ttl
+
+    @classmethod
+    def open(cls, path: str | Path = ".veil", **options: Any) -> Veil:
+        """The embedded default: `<path>/vault.db` (SQLite, WAL) and `<path>/keys.json` (mode 0600)."""
+        from veil.vault.sqlite import SQLiteVault  # noqa: PLC0415
+
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(vault=SQLiteVault(root / "vault.db"), keys=LocalKeyFileProvider(root / "keys.json"), **options)
+
+    def session(
+        self, scope: str, *, tenant: str | None = None, subject: str | None = None, ttl: float | None = None
+    ) -> Session:
+        """A session on one scope (a conversation, or a collection of documents and queries)."""
+        return Session(self, tenant or self.tenant, scope, subject=subject, ttl=ttl if ttl is not None else self.ttl)
+
+    def subject_index(self, tenant: str, subject: str) -> str:
+        """The blind index under which a data subject's values are filed (for erasure)."""
+        return self.keyring.blind_index(tenant, "__subject__", subject.strip())
+
+    def erase_scope(self, scope: str, *, tenant: str | None = None) -> int:
+        return self.vault.erase_scope(tenant or self.tenant, scope)
+
+    def erase_subject(self, subject: str, *, tenant: str | None = None) -> int:
+        """Erase every value filed under a data subject (Loi 25 / GDPR), in every scope of the tenant."""
+        tenant = tenant or self.tenant
+        return self.vault.erase_subject(tenant, self.subject_index(tenant, subject))
+
+    def close(self) -> None:
+        self.vault.close()
+
+
+class Session:
+    """Anonymize and restore within one scope. Not shared between threads without care: cheap to create."""
+
+    def __init__(self, veil: Veil, tenant: str, scope: str, *, subject: str | None = None, ttl: float | None = None):
+        if not scope:
+            raise ConfigError("scope must be a non-empty string")
+        self.veil = veil
+        self.tenant = tenant
+        self.scope = scope
+        self.ttl = ttl
+        self._subject = veil.subject_index(tenant, subject) if subject else None
+        self._values: dict[str, str] = {}  # token → value, for tokens this session has seen
+        self._tokens: dict[tuple[str, str], str] = {}  # (entity, normalised value) → token
+        self._sent: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    # -- anonymize --------------------------------------------------------------------------
+
+    def token_for(self, entity: str, value: str) -> str:
+        """The scope's token for a value (created if new)."""
+        normalized = normalize_value(entity, value)
+        key = (entity, normalized)
+        token = self._tokens.get(key)
+        if token is not None:
+            return token
+        veil = self.veil
+        blind_index = veil.keyring.blind_index(self.tenant, entity, normalized)
+        raw = value.encode("utf-8")
+
+        def seal(new_token: str) -> Sealed:
+            return veil.keyring.encrypt(self.tenant, raw, value_aad(self.tenant, self.scope, new_token))
+
+        expires = time.time() + self.ttl if self.ttl else None
+        token, created = veil.vault.get_or_create(
+            self.tenant, self.scope, NewMapping(entity, blind_index, seal, self._subject, expires), format_token
+        )
+        with self._lock:
+            self._tokens[key] = token
+            if created:
+                self._values[token] = value
+        return token
+
+    def _anonymize_text(self, text: str, path: tuple[str | int, ...], language: LanguageOption | None,
+                        out: list[Replacement]) -> str:  # fmt: skip
+        spans = self.veil.engine.detect(text, language)
+        if not spans:
+            return text
+        pieces: list[str] = []
+        position = 0
+        for span in spans:
+            token = self.token_for(span.entity, text[span.start : span.end])
+            pieces.append(text[position : span.start])
+            pieces.append(token)
+            position = span.end
+            out.append(Replacement(path, span, token))
+            self._sent.setdefault(token)
+        pieces.append(text[position:])
+        return "".join(pieces)
+
+    def anonymize(
+        self, value: Any, *, language: LanguageOption | None = None, skip_keys: frozenset[str] = DESCRIPTIVE_KEYS
+    ) -> Anonymized:
+        """Anonymize a text, a list of chat messages, or any JSON value (every string leaf)."""
+        found: list[Replacement] = []
+
+        def leaf(text: str, path: tuple[str | int, ...]) -> str:
+            return self._anonymize_text(text, path, language, found)
+
+        if isinstance(value, str):
+            result: Any = leaf(value, ())
+        elif is_messages(value):
+            result = map_messages(value, leaf)
+        else:
+            result = map_json(value, leaf, skip=skip_keys)
+        return Anonymized(result, tuple(found))
+
+    # -- restore ----------------------------------------------------------------------------
+
+    def value_of(self, token: str) -> str | None:
+        """The value of a token in this scope, or None (unknown, erased, expired, other scope)."""
+        cached = self._values.get(token)
+        if cached is not None:
+            return cached
+        record = self.veil.vault.lookup(self.tenant, self.scope, token)
+        if record is None:
+            return None
+        if record.tenant != self.tenant or record.scope != self.scope:  # pragma: no cover - backends filter
+            return None
+        plain = self.veil.keyring.decrypt(
+            self.tenant, record.sealed, value_aad(self.tenant, self.scope, token), what=f"vault record {token}"
+        )
+        try:
+            value = plain.decode("utf-8")
+        except UnicodeDecodeError:  # pragma: no cover - authenticated, so only a bug could cause it
+            raise IntegrityError(f"vault record {token} does not hold UTF-8 text") from None
+        with self._lock:
+            self._values[token] = value
+        return value
+
+    def _known_tokens(self) -> list[str]:
+        return [record.token for record in self.veil.vault.records(self.tenant, self.scope)]
+
+    def restorer(self, *, lenient: bool = False, escape: Callable[[str], str] | None = None) -> Restorer:
+        return Restorer(self.value_of, known=self._known_tokens, lenient=lenient, escape=escape)
+
+    def restore_report(self, text: str, *, lenient: bool = False) -> Restored:
+        """Restore a text, with the drift report against the tokens this session sent."""
+        return self.restorer(lenient=lenient).restore(text, expected=tuple(self._sent))
+
+    def restore(self, value: Any, *, lenient: bool = False) -> Any:
+        """Restore a text, a list of chat messages, or a JSON value. Unknown tokens raise
+        TokenNotFound unless `lenient` (then they stay as written)."""
+        restorer = self.restorer(lenient=lenient)
+
+        def leaf(text: str, path: tuple[str | int, ...]) -> str:
+            return restorer.restore(text).text
+
+        if isinstance(value, str):
+            return leaf(value, ())
+        if is_messages(value):
+            return map_messages(value, leaf)
+        return map_json(value, leaf, skip=frozenset())
+
+    def stream_restorer(self, *, lenient: bool = False, json_string: bool = False) -> StreamingRestorer:
+        """A restorer for a streamed answer. With `json_string`, restored values are escaped for
+        the inside of a JSON string (streamed tool-call arguments)."""
+        escape = (lambda value: json.dumps(value, ensure_ascii=False)[1:-1]) if json_string else None
+        return StreamingRestorer(self.restorer(lenient=lenient, escape=escape), expected=tuple(self._sent))
+
+    # -- the scope's mapping ---------------------------------------------------------------
+
+    @property
+    def sent_tokens(self) -> tuple[str, ...]:
+        """Tokens this session put into anonymized output, in order of first use."""
+        return tuple(self._sent)
+
+    def mapping(self) -> dict[str, str]:
+        """token → value for every live mapping of the scope (decrypts them all)."""
+        out = {}
+        for token in self._known_tokens():
+            value = self.value_of(token)
+            if value is None:  # pragma: no cover - expired between the two reads
+                continue
+            out[token] = value
+        return out
+
+    def require(self, token: str) -> str:
+        """The value of a token, or TokenNotFound."""
+        value = self.value_of(token)
+        if value is None:
+            raise TokenNotFound(f"token {token} is not known in this scope")
+        return value
