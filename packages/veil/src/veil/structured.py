@@ -73,7 +73,7 @@ def map_messages(messages: list[Any], leaf: LeafFunction) -> list[Any]:
         if isinstance(content, str):
             copy["content"] = leaf(content, (index, "content"))
         elif isinstance(content, list):
-            parts = []
+            parts: list[Any] = []
             for part_index, part in enumerate(content):
                 if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
                     parts.append({**part, "text": leaf(part["text"], (index, "content", part_index, "text"))})
