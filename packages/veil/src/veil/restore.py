@@ -145,65 +145,58 @@ class Restorer:
         return "".join(pieces), count
 
 
+def _char_class(ch: str) -> str:
+    if ch == "{":
+        return "open"
+    if ch == "}":
+        return "close"
+    if ch == "\\":
+        return "escape"
+    if ch in " \t":
+        return "space"
+    if ch.isascii() and ch.isalpha():
+        return "letter"
+    if ch.isascii() and (ch.isdigit() or ch == "_"):
+        return "name"
+    return "other"
+
+
+# The braced token grammar, `(\\?{){1,2} [ \t]* NAME [ \t]* (\\?}){1,2}`, as a state machine:
+# state → {character class → next state}. NAME starts with a letter. State "one_close" is a
+# complete token that a second closing brace could still extend; "done" cannot grow.
+_BRACED: dict[str, dict[str, str]] = {
+    "start": {"escape": "escaped_open", "open": "one_open"},
+    "escaped_open": {"open": "one_open"},
+    "one_open": {"escape": "escaped_second", "open": "two_open", "space": "before_name", "letter": "name"},
+    "escaped_second": {"open": "two_open"},
+    "two_open": {"space": "before_name", "letter": "name"},
+    "before_name": {"space": "before_name", "letter": "name"},
+    "name": {"letter": "name", "name": "name", "space": "after_name", "escape": "escaped_close", "close": "one_close"},
+    "after_name": {"space": "after_name", "escape": "escaped_close", "close": "one_close"},
+    "escaped_close": {"close": "one_close"},
+    "one_close": {"escape": "escaped_second_close", "close": "done"},
+    "escaped_second_close": {"close": "done"},
+    "done": {},
+}
+_MAX_NAME = 76
+
+
 def _braced_prefix_state(tail: str) -> str:
     """Classify `tail` against the braced token grammar: "grow" (a proper prefix of a token, or a
     token that one more character could extend), "done" (a complete token that cannot grow), or
     "no" (not a token prefix)."""
-    state = 0
-    name_chars = ""
+    state = "start"
+    name_length = 0
     for ch in tail:
-        if state == 0:
-            state = 1 if ch == "\\" else 2 if ch == "{" else -1
-        elif state == 1:
-            state = 2 if ch == "{" else -1
-        elif state == 2:
-            state = (
-                3
-                if ch == "\\"
-                else 4
-                if ch == "{"
-                else 5
-                if ch in " \t"
-                else 6
-                if ch.isascii() and ch.isalpha()
-                else -1
-            )
-            if state == 6:
-                name_chars = ch
-        elif state == 3:
-            state = 4 if ch == "{" else -1
-        elif state in (4, 5):
-            if ch in " \t":
-                state = 5
-            elif ch.isascii() and ch.isalpha():
-                state, name_chars = 6, ch
-            else:
-                state = -1
-        elif state == 6:
-            if ch.isascii() and (ch.isalnum() or ch == "_"):
-                name_chars += ch
-                state = 6 if len(name_chars) <= 75 else -1
-            elif ch in " \t":
-                state = 7
-            elif ch == "\\":
-                state = 8
-            elif ch == "}":
-                state = 9
-            else:
-                state = -1
-        elif state == 7:
-            state = 7 if ch in " \t" else 8 if ch == "\\" else 9 if ch == "}" else -1
-        elif state == 8:
-            state = 9 if ch == "}" else -1
-        elif state == 9:
-            state = 10 if ch == "\\" else 11 if ch == "}" else -1
-        elif state == 10:
-            state = 11 if ch == "}" else -1
-        else:  # 11: complete; anything after it means the tail is not a prefix
-            state = -1
-        if state == -1:
+        following = _BRACED[state].get(_char_class(ch))
+        if following is None:
             return "no"
-    return "done" if state == 11 else "grow"
+        if following == "name":
+            name_length += 1
+            if name_length > _MAX_NAME:
+                return "no"
+        state = following
+    return "done" if state == "done" else "grow"
 
 
 class StreamingRestorer:
