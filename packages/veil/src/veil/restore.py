@@ -40,6 +40,23 @@ _MAX_FORM_LENGTH = 2 * 2 + 8 + 64 + 1 + 10 + 2 * 2 + 8
 _CANDIDATE_START = re.compile(r"[{\\A-Z]")
 
 
+def token_shaped(text: str) -> tuple[list[tuple[int, int]], set[str]]:
+    """Token-shaped strings already present in a text before anonymization: the bounds of its
+    braced forms, and the set of its bare forms (`NAME_1`). Sessions protect the former (they
+    become tokens of their own) and never restore the latter, so that restore(anonymize(x)) == x
+    even for a text that talks about `{{EMAIL_1}}`."""
+    braced: list[tuple[int, int]] = []
+    bare: set[str] = set()
+    if "_" not in text:
+        return braced, bare
+    for match in _TOKEN_FORMS.finditer(text):
+        if match.group("braced") is not None:
+            braced.append(match.span())
+        else:
+            bare.add(match.group(0))
+    return braced, bare
+
+
 @dataclass(frozen=True, slots=True)
 class Drift:
     """How the model's answer treated the tokens it was given."""
@@ -89,13 +106,16 @@ class Restorer:
         known: Callable[[], Collection[str]] | None = None,
         lenient: bool = False,
         escape: Callable[[str], str] | None = None,
+        literal_bare: Collection[str] = (),
     ) -> None:
         """`known` lists the scope's tokens (for bare forms); `escape` transforms each restored
-        value before insertion (JSON string escaping inside tool-call arguments)."""
+        value before insertion (JSON string escaping inside tool-call arguments); `literal_bare`
+        are bare forms that stood in the original text and must stay as they are."""
         self._resolve = resolve
         self._known = known
         self.lenient = lenient
         self._escape = escape
+        self._literal_bare = literal_bare
 
     def known_tokens(self) -> Collection[str]:
         return self._known() if self._known is not None else ()
@@ -112,6 +132,8 @@ class Restorer:
             number = match.group("bnum")
             canonical = format_token(match.group("bname").upper(), int(number)) if number[0] != "0" else written
         else:
+            if written in self._literal_bare:
+                return None
             canonical = format_token(match.group("name"), int(match.group("num")))
         value = self._resolve(canonical)
         if value is None:
@@ -217,7 +239,10 @@ class StreamingRestorer:
 
     def _bare_forms(self) -> tuple[str, ...]:
         if self._known_bare is None:
-            self._known_bare = tuple(t[2:-2] for t in self._restorer.known_tokens() if TOKEN_RE.fullmatch(t))
+            literal = self._restorer._literal_bare
+            self._known_bare = tuple(
+                t[2:-2] for t in self._restorer.known_tokens() if TOKEN_RE.fullmatch(t) and t[2:-2] not in literal
+            )
         return self._known_bare
 
     def _cut(self, buffer: str) -> int:

@@ -25,18 +25,22 @@ from typing import Any
 from veil.crypto.envelope import Sealed, associated_data
 from veil.crypto.keyring import KeyRing
 from veil.crypto.keys import EphemeralKeyProvider, KeyProvider, LocalKeyFileProvider
-from veil.detect.engine import Engine
+from veil.detect.engine import Engine, resolve_overlaps
 from veil.detect.policy import Policy
 from veil.entities import LanguageOption, Span
 from veil.errors import ConfigError, IntegrityError, TokenNotFound
 from veil.normalize import normalize_value
-from veil.restore import Restored, Restorer, StreamingRestorer
+from veil.restore import Restored, Restorer, StreamingRestorer, token_shaped
 from veil.structured import DESCRIPTIVE_KEYS, is_messages, map_json, map_messages
 from veil.tokens import format_token
 from veil.vault.base import NewMapping, Vault
 from veil.vault.memory import MemoryVault
 
 DEFAULT_TENANT = "default"
+
+LITERAL_ENTITY = "VEIL_LITERAL"
+"""The entity of token-shaped text found in an input (`{{EMAIL_1}}` typed by a user): it becomes
+a token of its own, so that it comes back as written instead of being taken for a token."""
 
 
 def value_aad(tenant: str, scope: str, token: str) -> bytes:
@@ -162,6 +166,7 @@ class Session:
         self._values: dict[str, str] = {}  # token → value, for tokens this session has seen
         self._tokens: dict[tuple[str, str], str] = {}  # (entity, normalised value) → token
         self._sent: dict[str, None] = {}
+        self._literal_bare: set[str] = set()
         self._lock = threading.Lock()
 
     # -- anonymize --------------------------------------------------------------------------
@@ -175,6 +180,7 @@ class Session:
             return token
         veil = self.veil
         blind_index = veil.keyring.blind_index(self.tenant, entity, normalized)
+        veil.keyring.prepare(self.tenant)  # data key ready before the vault's transaction opens
         raw = value.encode("utf-8")
 
         def seal(new_token: str) -> Sealed:
@@ -193,6 +199,11 @@ class Session:
     def _anonymize_text(self, text: str, path: tuple[str | int, ...], language: LanguageOption | None,
                         out: list[Replacement]) -> str:  # fmt: skip
         spans = self.veil.engine.detect(text, language)
+        braced, bare = token_shaped(text)
+        if bare:
+            self._literal_bare.update(bare)
+        if braced:
+            spans = resolve_overlaps([*spans, *(Span(s, e, LITERAL_ENTITY, 1.0, "veil") for s, e in braced)])
         if not spans:
             return text
         pieces: list[str] = []
@@ -251,7 +262,9 @@ class Session:
         return [record.token for record in self.veil.vault.records(self.tenant, self.scope)]
 
     def restorer(self, *, lenient: bool = False, escape: Callable[[str], str] | None = None) -> Restorer:
-        return Restorer(self.value_of, known=self._known_tokens, lenient=lenient, escape=escape)
+        return Restorer(
+            self.value_of, known=self._known_tokens, lenient=lenient, escape=escape, literal_bare=self._literal_bare
+        )
 
     def restore_report(self, text: str, *, lenient: bool = False) -> Restored:
         """Restore a text, with the drift report against the tokens this session sent."""

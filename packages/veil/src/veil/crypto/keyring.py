@@ -139,6 +139,11 @@ class KeyRing:
 
     # -- use --------------------------------------------------------------------------------
 
+    def prepare(self, tenant: str) -> None:
+        """Make sure the tenant's data and index keys exist (and are unwrapped in this process)."""
+        self._unwrap(self._active_key(tenant, "data"))
+        self._unwrap(self._active_key(tenant, "index"))
+
     def encrypt(self, tenant: str, plaintext: bytes, aad: bytes) -> Sealed:
         key = self._active_key(tenant, "data")
         return Sealed(key.key_id, seal(self._unwrap(key), plaintext, aad))

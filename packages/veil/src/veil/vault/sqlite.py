@@ -142,6 +142,18 @@ class SQLiteVault:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection()
+        if connection.in_transaction:
+            # Nested use on this thread (a data key created while a mapping is being sealed):
+            # a savepoint inside the outer transaction.
+            connection.execute("SAVEPOINT veil_nested")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK TO veil_nested")
+                connection.execute("RELEASE veil_nested")
+                raise
+            connection.execute("RELEASE veil_nested")
+            return
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:

@@ -279,10 +279,14 @@ class RuleDetector:
                     continue
                 if rule.requires and not any(needle in text for needle in rule.requires):
                     continue
-                for match in single.regex.finditer(text):
-                    span = _score(single, text, match.start(), match.end())
+                search = single.regex.search
+                position = 0
+                while (match := search(text, position)) is not None:
+                    start, end = match.span()
+                    span = _score(single, text, start, end)
                     if span is not None:
                         spans.append(span)
+                    position = _resume_after(span, start)
                 continue
             gate = scan.gate
             if gate is None:  # pragma: no cover - a pass is a single rule or a gate
@@ -297,11 +301,24 @@ class RuleDetector:
                     start, end = regs[group]
                     if start < resume[slot] or language not in compiled.rule.languages:
                         continue
-                    resume[slot] = end
                     span = _score(compiled, text, start, end)
+                    resume[slot] = _resume_after(span, start)
                     if span is not None:
                         spans.append(span)
         return spans
+
+
+_CONSUMING_SCORE = 0.5
+
+
+def _resume_after(span: Span | None, start: int) -> int:
+    """Where a rule may match next. A confident span consumes its text (as finditer would); a
+    refined span that kept less than the raw match resumes after what it kept; an invalid or
+    weak candidate consumes nothing, so that "189 130 692 544" still finds the SIN that starts
+    inside a failed candidate."""
+    if span is not None and span.score >= _CONSUMING_SCORE:
+        return span.end
+    return start + 1
 
 
 def _score(compiled: _CompiledRule, text: str, start: int, end: int) -> Span | None:

@@ -76,18 +76,22 @@ def card_is_valid(value: str) -> bool:
 
 
 def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The pattern is greedy and may run into a neighbouring number ("… 0004 130 692 544"): keep
+    the longest prefix, cut at a group boundary and written with one kind of separator, that is a
+    valid card; failing that, the longest such prefix of card length (scored as invalid)."""
     value = text[start:end]
-    separators = {ch for ch in value if not ch.isdigit()}
-    if len(separators) > 1:
-        return None  # "4111 1111-1111 1111" mixes separators: not how cards are written
-    # The pattern may have glued a neighbouring group: keep the longest prefix of groups
-    # that is a valid card, else the whole candidate (scored as invalid).
     groups = list(re.finditer(r"[0-9]+", value))
-    for last in range(len(groups) - 1, 0, -1):
-        candidate = value[: groups[last].end()]
+    fallback: int | None = None
+    for last in range(len(groups) - 1, -1, -1):
+        stop = groups[last].end()
+        candidate = value[:stop]
+        if len({ch for ch in candidate if not ch.isdigit()}) > 1:
+            continue  # "4111 1111-1111 1111" mixes separators: not how cards are written
         if card_is_valid(candidate):
-            return start, start + groups[last].end()
-    return (start, end) if 13 <= len(digits_of(value)) <= 19 else None
+            return start, start + stop
+        if fallback is None and 13 <= len(digits_of(candidate)) <= 19:
+            fallback = stop
+    return (start, start + fallback) if fallback is not None else None
 
 
 CREDIT_CARD = Rule(
