@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from veil.cli import EXIT_ERROR, EXIT_FOUND, EXIT_OK, iter_chunks, main
 
 TICKET = "Écrivez à jean.roy@exemple.ca ou au (514) 555-0199. NAS 130 692 544.\n"

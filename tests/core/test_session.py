@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from veil.crypto import LocalKeyFileProvider
 from veil.errors import ConfigError, IntegrityError, KeyUnavailable, TokenNotFound
 from veil.session import Veil
@@ -222,9 +223,10 @@ def test_key_rotation_keeps_every_mapping_restorable(tmp_path: Path) -> None:
     veil = Veil.open(tmp_path / "v")
     session = veil.session("conv")
     text = session.anonymize("a@x.ca and 130 692 544").text
-    ref, rewrapped = veil.keyring.rotate()
+    ref, rewrapped = veil.rotate_keys(actor="ops")
     assert ref.version == 2
-    assert rewrapped == 2  # the tenant's data key and index key
+    assert rewrapped == len(veil.vault.keys.data_keys())  # every data key, none left behind
+    assert {key.kek for key in veil.vault.keys.data_keys()} == {ref}
     fresh = Veil.open(tmp_path / "v")
     assert fresh.session("conv").restore(text) == "a@x.ca and 130 692 544"
     assert fresh.session("conv").anonymize("a@x.ca").text == "{{EMAIL_1}}"  # blind index unchanged

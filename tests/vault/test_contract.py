@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+
 from veil.crypto.envelope import Sealed
 from veil.vault import NewMapping, Vault
 

@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from veil.audit import AuditLog, AuditStore, MemoryAuditStore, SQLiteAuditStore
 from veil.crypto.envelope import Sealed, associated_data
 from veil.crypto.keyring import KeyRing
-from veil.crypto.keys import EphemeralKeyProvider, KeyProvider, LocalKeyFileProvider
+from veil.crypto.keys import EphemeralKeyProvider, KeyProvider, KeyRef, LocalKeyFileProvider
 from veil.detect.engine import Engine, resolve_overlaps
 from veil.detect.policy import Policy
 from veil.entities import LanguageOption, Span
 from veil.errors import ConfigError, IntegrityError, TokenNotFound
 from veil.normalize import normalize_value
-from veil.restore import Restored, Restorer, StreamingRestorer, token_shaped
+from veil.restore import Drift, Restored, Restorer, StreamingRestorer, token_shaped
+from veil.reveal import ApprovalStore, DualControl, RevealPolicy
 from veil.structured import DESCRIPTIVE_KEYS, is_messages, map_json, map_messages
 from veil.tokens import format_token
 from veil.vault.base import NewMapping, Vault
@@ -100,9 +102,15 @@ class Veil:
         keys: KeyProvider | None = None,
         tenant: str = DEFAULT_TENANT,
         ttl: float | None = None,
+        audit: AuditStore | None = None,
+        audit_traffic: bool = True,
     ) -> None:
         """`Veil()` keeps mappings in memory under a random key: nothing survives the process.
-        Use `Veil.open(path)` (SQLite + key file) or pass a vault and a key provider."""
+        Use `Veil.open(path)` (SQLite + key file) or pass a vault and a key provider.
+
+        `audit` stores the hash-chained audit log (in memory by default); `audit_traffic` also
+        records every anonymize and restore call (counts and entity types), not only reveals,
+        rotations and erasures."""
         if engine is not None and policy is not None:
             raise ConfigError("give an engine or a policy, not both (the engine carries its policy)")
         self.engine = engine if engine is not None else Engine(policy)
@@ -120,6 +128,8 @@ class Veil:
             raise ConfigError("tenant must be a non-empty string")
         self.tenant = tenant
         self.ttl = ttl
+        self.audit = AuditLog(audit if audit is not None else MemoryAuditStore(), self.keyring)
+        self.audit_traffic = audit_traffic
 
     @classmethod
     def open(cls, path: str | Path = ".veil", **options: Any) -> Veil:
@@ -128,6 +138,7 @@ class Veil:
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        options.setdefault("audit", SQLiteAuditStore(root / "audit.db"))
         return cls(vault=SQLiteVault(root / "vault.db"), keys=LocalKeyFileProvider(root / "keys.json"), **options)
 
     def session(
@@ -140,13 +151,34 @@ class Veil:
         """The blind index under which a data subject's values are filed (for erasure)."""
         return self.keyring.blind_index(tenant, "__subject__", subject.strip())
 
-    def erase_scope(self, scope: str, *, tenant: str | None = None) -> int:
-        return self.vault.erase_scope(tenant or self.tenant, scope)
+    def erase_scope(self, scope: str, *, tenant: str | None = None, actor: str | None = None) -> int:
+        tenant = tenant or self.tenant
+        count = self.vault.erase_scope(tenant, scope)
+        self.audit.record("erase", tenant=tenant, actor=actor, scope=scope, count=count)
+        return count
 
-    def erase_subject(self, subject: str, *, tenant: str | None = None) -> int:
+    def erase_subject(self, subject: str, *, tenant: str | None = None, actor: str | None = None) -> int:
         """Erase every value filed under a data subject (Loi 25 / GDPR), in every scope of the tenant."""
         tenant = tenant or self.tenant
-        return self.vault.erase_subject(tenant, self.subject_index(tenant, subject))
+        index = self.subject_index(tenant, subject)
+        count = self.vault.erase_subject(tenant, index)
+        # The subject id may itself be personal (an e-mail): the log keeps its blind index only.
+        self.audit.record("erase", tenant=tenant, actor=actor, subject=index[:32], count=count)
+        return count
+
+    def rotate_keys(self, *, actor: str | None = None) -> tuple[KeyRef, int]:
+        """Rotate the key-encryption key and re-wrap every data key under the new version."""
+        ref, rewrapped = self.keyring.rotate()
+        self.audit.record("rotate", tenant=self.tenant, actor=actor, kek=str(ref), rewrapped=rewrapped)
+        return ref, rewrapped
+
+    def reveal_mapping(self, tenant: str, scope: str) -> dict[str, str]:
+        """A scope's whole mapping. Outside the restore path, go through `dual_control()`."""
+        return self.session(scope, tenant=tenant).mapping()
+
+    def dual_control(self, policy: RevealPolicy | None = None, store: ApprovalStore | None = None) -> DualControl:
+        """Reveals of stored mappings under N-of-M approvals, audited."""
+        return DualControl(self.reveal_mapping, self.audit, policy=policy, store=store)
 
     def close(self) -> None:
         self.vault.close()
@@ -233,7 +265,16 @@ class Session:
             result = map_messages(value, leaf)
         else:
             result = map_json(value, leaf, skip=skip_keys)
-        return Anonymized(result, tuple(found))
+        anonymized = Anonymized(result, tuple(found))
+        if self.veil.audit_traffic and found:
+            counts: dict[str, int] = {}
+            for replacement in found:
+                counts[replacement.span.entity] = counts.get(replacement.span.entity, 0) + 1
+            self.veil.audit.record(
+                "tokenize", tenant=self.tenant, scope=self.scope, count=len(found),
+                entities=[f"{entity}:{count}" for entity, count in sorted(counts.items())],
+            )  # fmt: skip
+        return anonymized
 
     # -- restore ----------------------------------------------------------------------------
 
@@ -268,21 +309,37 @@ class Session:
 
     def restore_report(self, text: str, *, lenient: bool = False) -> Restored:
         """Restore a text, with the drift report against the tokens this session sent."""
-        return self.restorer(lenient=lenient).restore(text, expected=tuple(self._sent))
+        result = self.restorer(lenient=lenient).restore(text, expected=tuple(self._sent))
+        self._audit_restore(result.count, result.drift)
+        return result
+
+    def _audit_restore(self, count: int, drift: Drift | None = None) -> None:
+        if self.veil.audit_traffic and (count or (drift and not drift.clean)):
+            details: dict[str, Any] = {"scope": self.scope, "count": count}
+            if drift is not None:
+                details.update(dropped=len(drift.dropped), altered=len(drift.altered), invented=len(drift.invented))
+            self.veil.audit.record("restore", tenant=self.tenant, **details)
 
     def restore(self, value: Any, *, lenient: bool = False) -> Any:
         """Restore a text, a list of chat messages, or a JSON value. Unknown tokens raise
         TokenNotFound unless `lenient` (then they stay as written)."""
         restorer = self.restorer(lenient=lenient)
+        total = 0
 
         def leaf(text: str, path: tuple[str | int, ...]) -> str:
-            return restorer.restore(text).text
+            nonlocal total
+            result = restorer.restore(text)
+            total += result.count
+            return result.text
 
         if isinstance(value, str):
-            return leaf(value, ())
-        if is_messages(value):
-            return map_messages(value, leaf)
-        return map_json(value, leaf, skip=frozenset())
+            restored: Any = leaf(value, ())
+        elif is_messages(value):
+            restored = map_messages(value, leaf)
+        else:
+            restored = map_json(value, leaf, skip=frozenset())
+        self._audit_restore(total)
+        return restored
 
     def stream_restorer(self, *, lenient: bool = False, json_string: bool = False) -> StreamingRestorer:
         """A restorer for a streamed answer. With `json_string`, restored values are escaped for
