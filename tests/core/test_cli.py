@@ -203,3 +203,66 @@ def test_the_installed_command_reads_standard_input() -> None:
     )
     assert result.returncode == EXIT_OK, result.stderr
     assert result.stdout == "mail [EMAIL]\n"
+
+
+# -- reversible anonymization with the vault ---------------------------------------------------------
+
+
+def test_reversible_anonymize_then_restore_through_the_vault(capsys, tmp_path, ticket) -> None:
+    vault = str(tmp_path / "vault")
+    code, out, _ = run_cli(capsys, "anonymize", "--scope", "c1", "--vault", vault, str(ticket))
+    assert code == EXIT_OK
+    assert out == "Écrivez à {{EMAIL_1}} ou au {{PHONE_1}}. NAS {{CA_SIN_1}}.\n"
+    anonymized = tmp_path / "anonymized.txt"
+    anonymized.write_text(out, encoding="utf-8")
+    code, out, _ = run_cli(capsys, "restore", "--scope", "c1", "--vault", vault, str(anonymized))
+    assert (code, out) == (EXIT_OK, TICKET)
+    assert (tmp_path / "vault" / "vault.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_restore_of_an_unknown_token_fails_unless_lenient(capsys, tmp_path) -> None:
+    vault = str(tmp_path / "vault")
+    assert run_cli(capsys, "keys", "init", "--vault", vault)[0] == EXIT_OK
+    source = tmp_path / "answer.txt"
+    source.write_text("Mail {{EMAIL_4}}", encoding="utf-8")
+    code, out, err = run_cli(capsys, "restore", "--scope", "c1", "--vault", vault, str(source))
+    assert code == EXIT_ERROR
+    assert out == ""
+    assert "{{EMAIL_4}}" in err
+    code, out, err = run_cli(capsys, "restore", "--scope", "c1", "--vault", vault, "--lenient", str(source))
+    assert (code, out) == (EXIT_OK, "Mail {{EMAIL_4}}")
+    assert '"invented": ["{{EMAIL_4}}"]' in err
+
+
+def test_restore_without_a_vault_says_how_to_create_one(capsys, tmp_path, ticket) -> None:
+    code, _, err = run_cli(capsys, "restore", "--scope", "c1", "--vault", str(tmp_path / "none"), str(ticket))
+    assert code == EXIT_ERROR
+    assert "veil keys init" in err
+
+
+def test_keys_rotate_status_audit_verify_and_erase(capsys, tmp_path, ticket) -> None:
+    vault = str(tmp_path / "vault")
+    run_cli(capsys, "anonymize", "--scope", "c1", "--subject", "client-9", "--vault", vault, str(ticket))
+    code, out, _ = run_cli(capsys, "keys", "rotate", "--vault", vault, "--actor", "ops")
+    assert code == EXIT_OK
+    assert "local/v2" in out
+    code, out, _ = run_cli(capsys, "keys", "status", "--vault", vault)
+    assert "current key: local/v2" in out
+    code, out, _ = run_cli(capsys, "vault", "erase", "--subject", "client-9", "--vault", vault)
+    assert (code, out) == (EXIT_OK, "erased 3 mapping(s) of the subject\n")
+    code, out, _ = run_cli(capsys, "audit", "verify", "--vault", vault)
+    assert code == EXIT_OK
+    assert "audit log intact: 3 record(s)" in out  # tokenize, rotate, erase
+
+
+def test_a_tampered_audit_log_fails_verification(capsys, tmp_path, ticket) -> None:
+    import sqlite3
+
+    vault = tmp_path / "vault"
+    run_cli(capsys, "anonymize", "--scope", "c1", "--vault", str(vault), str(ticket))
+    run_cli(capsys, "vault", "erase", "--scope", "c1", "--vault", str(vault))
+    with sqlite3.connect(vault / "audit.db") as db:
+        db.execute("UPDATE veil_audit SET actor = 'someone-else' WHERE seq = 1")
+    code, _, err = run_cli(capsys, "audit", "verify", "--vault", str(vault))
+    assert code == 1
+    assert "record 1" in err

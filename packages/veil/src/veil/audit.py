@@ -12,6 +12,7 @@ head MAC and sequence number to export, and accepts an expected head.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -92,6 +93,7 @@ class SQLiteAuditStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         self._connection().executescript(
             """
             CREATE TABLE IF NOT EXISTS veil_audit (

@@ -1,9 +1,16 @@
 """The `veil` command: scan, anonymize and evaluate from a shell.
 
-    veil scan FILE|-              print the PII spans of a text
-    veil scan --jsonl FILE|-      one JSON line out per JSON line in (the batch and eval interface)
-    veil anonymize FILE|-         print the text with PII redacted ([EMAIL] …)
-    veil eval --data GOLD.jsonl   precision / recall / F1 per entity against gold data
+    veil scan FILE|-                    print the PII spans of a text
+    veil scan --jsonl FILE|-            one JSON line out per JSON line in (the batch and eval interface)
+    veil anonymize FILE|-               print the text with PII redacted ([EMAIL] …)
+    veil anonymize --scope S FILE|-     reversible: tokens ({{EMAIL_1}}) kept in the vault
+    veil restore --scope S FILE|-       tokens back to values
+    veil keys init|status|rotate|generate
+    veil audit verify                   check the audit log's chain
+    veil vault erase --scope S | --subject ID
+    veil eval --data GOLD.jsonl         precision / recall / F1 per entity against gold data
+
+The vault lives in --vault DIR (default: $VEIL_HOME, else .veil): vault.db, audit.db, keys.json.
 
 Errors (bad options, unreadable input, malformed lines) print one line naming the option or
 the line, exit with status 2, and leave no partial output: results are written only once the
@@ -218,7 +225,22 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_FOUND if args.fail_on_pii and found else EXIT_OK
 
 
+def _vault_dir(args: argparse.Namespace) -> Path:
+    return Path(args.vault or os.environ.get("VEIL_HOME") or ".veil")
+
+
+def _open_veil(args: argparse.Namespace, *, engine: Engine | None = None, create: bool = True) -> Any:
+    from veil.session import Veil  # noqa: PLC0415
+
+    root = _vault_dir(args)
+    if not create and not (root / "keys.json").exists():
+        raise ConfigError(f"no vault in {root}: create one with `veil keys init --vault {root}`")
+    return Veil.open(root, engine=engine, tenant=args.tenant)
+
+
 def cmd_anonymize(args: argparse.Namespace) -> int:
+    if args.scope:
+        return _anonymize_reversibly(args)
     engine = _engine(args)
     text = read_text(args.input)
     name = "standard input" if args.input == "-" else args.input
@@ -242,6 +264,107 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
             out.write(redact(text, spans))
     print(f"veil: {found} span(s) redacted", file=sys.stderr) if args.verbose else None
     return EXIT_FOUND if args.fail_on_pii and found else EXIT_OK
+
+
+def _anonymize_reversibly(args: argparse.Namespace) -> int:
+    veil = _open_veil(args, engine=_engine(args))
+    text = read_text(args.input)
+    name = "standard input" if args.input == "-" else args.input
+    found = 0
+    if args.jsonl:
+        results = []
+        for row_id, row_text, language in _read_jsonl(text, name, _language_arg(args)):
+            sent = veil.session(args.scope, subject=args.subject).anonymize(row_text, language=language)
+            found += sent.pii_count
+            results.append({"id": row_id, "text": sent.text, "tokens": sent.tokens})
+        with _output(args.output) as out:
+            for result in results:
+                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        if not text.strip():
+            raise InputError(f"{name}: is empty; nothing to anonymize")
+        session = veil.session(args.scope, subject=args.subject)
+        pieces = [session.anonymize(piece, language=_language_arg(args)).text for _, piece in iter_chunks(text)]
+        found = len(session.sent_tokens)
+        with _output(args.output) as out:
+            out.write("".join(pieces))
+    if args.verbose:
+        print(f"veil: {found} value(s) tokenized in scope {args.scope}", file=sys.stderr)
+    veil.close()
+    return EXIT_FOUND if args.fail_on_pii and found else EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    veil = _open_veil(args, create=False)
+    text = read_text(args.input)
+    session = veil.session(args.scope)
+    report = session.restore_report(text, lenient=args.lenient)
+    with _output(args.output) as out:
+        out.write(report.text)
+    if not report.drift.clean:
+        print(f"veil restore: drift {json.dumps(report.drift.to_dict())}", file=sys.stderr)
+    veil.close()
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    if args.action == "generate":
+        import base64  # noqa: PLC0415
+
+        print(base64.b64encode(os.urandom(32)).decode())
+        return EXIT_OK
+    root = _vault_dir(args)
+    if args.action == "init":
+        existed = (root / "keys.json").exists()
+        veil = _open_veil(args)
+        veil.keyring.prepare(veil.tenant)
+        print(f"{'using the existing' if existed else 'created a'} vault in {root} (key {veil.keys.current()})")
+    elif args.action == "rotate":
+        veil = _open_veil(args, create=False)
+        ref, count = veil.rotate_keys(actor=args.actor)
+        print(f"key rotated to {ref}; {count} data key(s) re-wrapped; older versions still unwrap until retired")
+    else:
+        veil = _open_veil(args, create=False)
+        in_use = veil.keyring.kek_versions_in_use()
+        print(f"vault: {root}")
+        print(f"current key: {veil.keys.current()}")
+        for ref in veil.keys.versions():
+            print(f"  {ref}: wraps {in_use.get(ref, 0)} data key(s)")
+    veil.close()
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    veil = _open_veil(args, create=False)
+    expected = None
+    if args.head:
+        seq, _, mac = args.head.partition(":")
+        if not seq.isdigit() or not mac:
+            raise ConfigError("--head takes SEQ:MAC, as printed by a previous `veil audit verify`")
+        expected = (int(seq), mac)
+    result = veil.audit.verify(expected_head=expected)
+    veil.close()
+    if result.ok:
+        print(f"audit log intact: {result.count} record(s); head {result.head_seq}:{result.head_mac}")
+        return EXIT_OK
+    print(f"audit log BROKEN ({len(result.problems)} problem(s)):", file=sys.stderr)
+    for problem in result.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
+def cmd_vault(args: argparse.Namespace) -> int:
+    veil = _open_veil(args, create=False)
+    if bool(args.scope) == bool(args.subject):
+        raise ConfigError("veil vault erase takes exactly one of --scope or --subject")
+    if args.scope:
+        count = veil.erase_scope(args.scope, actor=args.actor)
+        print(f"erased {count} mapping(s) of scope {args.scope}")
+    else:
+        count = veil.erase_subject(args.subject, actor=args.actor)
+        print(f"erased {count} mapping(s) of the subject")
+    veil.close()
+    return EXIT_OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -287,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--exclude", help="comma-separated entity names never to report")
         sub.add_argument("--config", help="a veil.toml whose [policy] table to use")
 
+    def vault_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--vault", help="the vault directory (default: $VEIL_HOME, else .veil)")
+        sub.add_argument("--tenant", default="default", help="the tenant (default: default)")
+        sub.add_argument("--actor", help="who runs the command, for the audit log")
+
     scan = commands.add_parser("scan", help="print the PII spans of a text")
     scan.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
     scan.add_argument(
@@ -310,8 +438,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found"
     )
     anonymize.add_argument("-v", "--verbose", action="store_true", help="print the number of spans on stderr")
+    anonymize.add_argument("--scope", help="reversible: replace values by tokens kept in the vault under this scope")
+    anonymize.add_argument("--subject", help="with --scope: file the values under this data subject (for erasure)")
     common(anonymize)
+    vault_options(anonymize)
     anonymize.set_defaults(handler=cmd_anonymize)
+
+    restore = commands.add_parser("restore", help="replace tokens by their values (from the vault)")
+    restore.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
+    restore.add_argument("--scope", required=True, help="the scope the tokens were made in")
+    restore.add_argument("--lenient", action="store_true", help="keep unknown tokens as written instead of failing")
+    restore.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
+    vault_options(restore)
+    restore.set_defaults(handler=cmd_restore)
+
+    keys = commands.add_parser("keys", help="create, inspect and rotate the vault's keys")
+    keys.add_argument("action", choices=["init", "status", "rotate", "generate"])
+    vault_options(keys)
+    keys.set_defaults(handler=cmd_keys)
+
+    audit = commands.add_parser("audit", help="verify the audit log")
+    audit.add_argument("action", choices=["verify"])
+    audit.add_argument("--head", help="SEQ:MAC of a head exported earlier, to detect truncation")
+    vault_options(audit)
+    audit.set_defaults(handler=cmd_audit)
+
+    vault = commands.add_parser("vault", help="erase mappings (Loi 25 / GDPR)")
+    vault.add_argument("action", choices=["erase"])
+    vault.add_argument("--scope", help="erase every mapping of this scope")
+    vault.add_argument("--subject", help="erase every mapping filed under this data subject")
+    vault_options(vault)
+    vault.set_defaults(handler=cmd_vault)
 
     evaluate = commands.add_parser("eval", help="score the engine against gold JSON Lines")
     evaluate.add_argument("--data", required=True, help='gold JSON Lines: {"id", "text", "language", "spans"}')

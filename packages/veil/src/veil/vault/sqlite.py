@@ -8,6 +8,7 @@ machine), so a token handed to a caller can always be restored.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -108,6 +109,8 @@ class SQLiteVault:
         self._local = threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Ciphertext only, but blind indexes and scope names are nobody else's business.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         try:
             # executescript commits on its own; every statement is idempotent.
             self._connection().executescript(_SCHEMA)
