@@ -13,15 +13,13 @@ SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 
 
 def run(script: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
-    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_every_example_is_exercised_here() -> None:
-    assert {s.name for s in SCRIPTS} == {"detect_and_redact.py", "policy_from_config.py"}
+    assert {s.name for s in SCRIPTS} == {"detect_and_redact.py", "policy_from_config.py", "reversible_chat.py"}
 
 
 def test_detect_and_redact_hides_every_identifier_of_the_tickets() -> None:
@@ -55,3 +53,15 @@ def test_policy_from_config_applies_allow_deny_and_user_patterns() -> None:
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_example_has_a_docstring_saying_how_to_run_it(script: Path) -> None:
     assert "Run: uv run python examples/" in script.read_text(encoding="utf-8")
+
+
+def test_reversible_chat_never_shows_the_model_a_value_and_restores_the_stream() -> None:
+    out = run(EXAMPLES / "reversible_chat.py")
+    to_model = next(line for line in out.splitlines() if line.startswith("to the model:"))
+    to_user = next(line for line in out.splitlines() if line.startswith("to the user:"))
+    for value in ("(514) 555-0199", "marie@exemple.qc.ca", "130 692 544"):
+        assert value not in to_model
+        assert value in to_user
+    assert "{{" not in to_user
+    assert "erased:         3 mapping(s)" in out
+    assert "audit log ok:   True" in out

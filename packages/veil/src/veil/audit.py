@@ -115,6 +115,7 @@ class SQLiteAuditStore:
             try:
                 connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
             except sqlite3.Error as exc:
                 raise VaultUnavailable(f"cannot open the audit log {self.path} ({exc})") from None
             self._local.connection = connection

@@ -234,33 +234,32 @@ class StreamingRestorer:
         self._pending = ""
         self._previous = ""  # the last character emitted, for the bare form's left boundary
         self._counter = _DriftCounter()
-        self._known_bare: tuple[str, ...] | None = None
+        self._known_bare: frozenset[str] | None = None
         self.count = 0
 
-    def _bare_forms(self) -> tuple[str, ...]:
+    def _bare_prefixes(self) -> frozenset[str]:
+        """Every prefix of the bare forms of the scope's tokens (`E`, `EM`, … `EMAIL_1`)."""
         if self._known_bare is None:
             literal = self._restorer._literal_bare
-            self._known_bare = tuple(
-                t[2:-2] for t in self._restorer.known_tokens() if TOKEN_RE.fullmatch(t) and t[2:-2] not in literal
-            )
+            forms = [t[2:-2] for t in self._restorer.known_tokens() if TOKEN_RE.fullmatch(t) and t[2:-2] not in literal]
+            self._known_bare = frozenset(form[:end] for form in forms for end in range(1, len(form) + 1))
         return self._known_bare
 
     def _cut(self, buffer: str) -> int:
         """The earliest position from which the buffer's end could still become a token."""
         low = max(0, len(buffer) - _MAX_FORM_LENGTH)
-        bare_forms = self._bare_forms()
+        bare_prefixes = self._bare_prefixes()
         for candidate in _CANDIDATE_START.finditer(buffer, low):
             index = candidate.start()
             ch = buffer[index]
             if ch in "{\\":
                 if _braced_prefix_state(buffer[index:]) == "grow":
                     return index
-            elif bare_forms and "A" <= ch <= "Z":
+            elif bare_prefixes and "A" <= ch <= "Z":
                 before = buffer[index - 1] if index > 0 else self._previous
                 if before and (before.isascii() and (before.isalnum() or before in "_{\\")):
                     continue
-                tail = buffer[index:]
-                if any(form.startswith(tail) for form in bare_forms):
+                if buffer[index:] in bare_prefixes:
                     return index
         return len(buffer)
 

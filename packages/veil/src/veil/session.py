@@ -35,7 +35,7 @@ from veil.restore import Drift, Restored, Restorer, StreamingRestorer, token_sha
 from veil.reveal import ApprovalStore, DualControl, RevealPolicy
 from veil.structured import DESCRIPTIVE_KEYS, is_messages, map_json, map_messages
 from veil.tokens import format_token
-from veil.vault.base import NewMapping, Vault
+from veil.vault.base import NewMapping, Vault, get_or_create_many
 from veil.vault.memory import MemoryVault
 
 DEFAULT_TENANT = "default"
@@ -205,28 +205,39 @@ class Session:
 
     def token_for(self, entity: str, value: str) -> str:
         """The scope's token for a value (created if new)."""
-        normalized = normalize_value(entity, value)
-        key = (entity, normalized)
-        token = self._tokens.get(key)
-        if token is not None:
-            return token
-        veil = self.veil
-        blind_index = veil.keyring.blind_index(self.tenant, entity, normalized)
-        veil.keyring.prepare(self.tenant)  # data key ready before the vault's transaction opens
+        return self.tokens_for([(entity, value)])[0]
+
+    def tokens_for(self, values: list[tuple[str, str]]) -> list[str]:
+        """The scope's tokens for (entity, value) pairs, new ones created in one vault transaction."""
+        keys = [(entity, normalize_value(entity, value)) for entity, value in values]
+        missing: dict[tuple[str, str], str] = {}
+        for key, (_, value) in zip(keys, values, strict=True):
+            if key not in self._tokens and key not in missing:
+                missing[key] = value
+        if missing:
+            veil = self.veil
+            veil.keyring.prepare(self.tenant)  # data keys ready before the vault's transaction opens
+            expires = time.time() + self.ttl if self.ttl else None
+            mappings = []
+            for (entity, normalized), value in missing.items():
+                blind_index = veil.keyring.blind_index(self.tenant, entity, normalized)
+                mappings.append(NewMapping(entity, blind_index, self._sealer(value), self._subject, expires))
+            results = get_or_create_many(veil.vault, self.tenant, self.scope, mappings, format_token)
+            with self._lock:
+                for (key, value), (token, created) in zip(missing.items(), results, strict=True):
+                    self._tokens[key] = token
+                    if created:
+                        self._values[token] = value
+        return [self._tokens[key] for key in keys]
+
+    def _sealer(self, value: str) -> Callable[[str], Sealed]:
         raw = value.encode("utf-8")
+        keyring, tenant, scope = self.veil.keyring, self.tenant, self.scope
 
-        def seal(new_token: str) -> Sealed:
-            return veil.keyring.encrypt(self.tenant, raw, value_aad(self.tenant, self.scope, new_token))
+        def seal(token: str) -> Sealed:
+            return keyring.encrypt(tenant, raw, value_aad(tenant, scope, token))
 
-        expires = time.time() + self.ttl if self.ttl else None
-        token, created = veil.vault.get_or_create(
-            self.tenant, self.scope, NewMapping(entity, blind_index, seal, self._subject, expires), format_token
-        )
-        with self._lock:
-            self._tokens[key] = token
-            if created:
-                self._values[token] = value
-        return token
+        return seal
 
     def _anonymize_text(self, text: str, path: tuple[str | int, ...], language: LanguageOption | None,
                         out: list[Replacement]) -> str:  # fmt: skip
@@ -238,10 +249,10 @@ class Session:
             spans = resolve_overlaps([*spans, *(Span(s, e, LITERAL_ENTITY, 1.0, "veil") for s, e in braced)])
         if not spans:
             return text
+        tokens = self.tokens_for([(span.entity, text[span.start : span.end]) for span in spans])
         pieces: list[str] = []
         position = 0
-        for span in spans:
-            token = self.token_for(span.entity, text[span.start : span.end])
+        for span, token in zip(spans, tokens, strict=True):
             pieces.append(text[position : span.start])
             pieces.append(token)
             position = span.end
@@ -302,9 +313,14 @@ class Session:
     def _known_tokens(self) -> list[str]:
         return [record.token for record in self.veil.vault.records(self.tenant, self.scope)]
 
+    def _bare_candidates(self) -> list[str]:
+        """Tokens whose bare form (`EMAIL_1`) may be restored: those this session sent to the model
+        (a model can only mangle what it saw), or, for a session that sent none, the scope's."""
+        return list(self._sent) if self._sent else self._known_tokens()
+
     def restorer(self, *, lenient: bool = False, escape: Callable[[str], str] | None = None) -> Restorer:
         return Restorer(
-            self.value_of, known=self._known_tokens, lenient=lenient, escape=escape, literal_bare=self._literal_bare
+            self.value_of, known=self._bare_candidates, lenient=lenient, escape=escape, literal_bare=self._literal_bare
         )
 
     def restore_report(self, text: str, *, lenient: bool = False) -> Restored:

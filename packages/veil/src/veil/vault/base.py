@@ -20,7 +20,7 @@ Every backend enforces, in its own storage and not by convention:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -112,3 +112,15 @@ class Vault(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def get_or_create_many(
+    vault: Vault, tenant: str, scope: str, mappings: Sequence[NewMapping], make_token: TokenFactory
+) -> list[tuple[str, bool]]:
+    """`get_or_create` for several values, in one round trip where the backend can batch
+    (a `get_or_create_many` method), else one value at a time."""
+    batch = getattr(vault, "get_or_create_many", None)
+    if batch is not None:
+        result: list[tuple[str, bool]] = batch(tenant, scope, mappings, make_token)
+        return result
+    return [vault.get_or_create(tenant, scope, mapping, make_token) for mapping in mappings]

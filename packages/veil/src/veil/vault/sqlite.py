@@ -2,8 +2,13 @@
 
 Writers serialise on `BEGIN IMMEDIATE`, so threads and processes sharing the file never give
 one value two tokens; uniqueness is also enforced by the schema. Each thread has its own
-connection. `synchronous=FULL` makes a commit survive a crash of the process (and of the
-machine), so a token handed to a caller can always be restored.
+connection.
+
+Durability: with `durability="process"` (the default, `synchronous=NORMAL` in WAL mode) a
+committed mapping survives the crash or kill of any process using the vault — a token handed to
+a caller can always be restored — but the last commits may be lost if the machine itself loses
+power. `durability="machine"` (`synchronous=FULL`) syncs every commit to disk, at the cost of an
+fsync per new value.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from typing import Any
 from veil.crypto.envelope import Sealed
 from veil.crypto.keyring import DataKey
 from veil.crypto.keys import KeyRef
-from veil.errors import IntegrityError, VaultUnavailable
+from veil.errors import ConfigError, IntegrityError, VaultUnavailable
 from veil.vault.base import NewMapping, TokenFactory, VaultRecord
 
 SCHEMA_VERSION = 1
@@ -103,9 +108,12 @@ class SQLiteVault:
 
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 30.0, durability: str = "process") -> None:
+        if durability not in ("process", "machine"):
+            raise ConfigError(f"durability must be 'process' or 'machine', got {durability!r}")
         self.path = str(path)
         self.timeout = timeout
+        self._synchronous = "FULL" if durability == "machine" else "NORMAL"
         self._local = threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +143,7 @@ class SQLiteVault:
             try:
                 connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
                 connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
+                connection.execute(f"PRAGMA synchronous={self._synchronous}")
                 connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             except sqlite3.Error as exc:
                 raise VaultUnavailable(f"cannot open the SQLite vault {self.path} ({exc})") from None
@@ -182,47 +190,67 @@ class SQLiteVault:
         return self
 
     def get_or_create(self, tenant: str, scope: str, mapping: NewMapping, make_token: TokenFactory) -> tuple[str, bool]:
+        return self.get_or_create_many(tenant, scope, [mapping], make_token)[0]
+
+    def get_or_create_many(
+        self, tenant: str, scope: str, mappings: Sequence[NewMapping], make_token: TokenFactory
+    ) -> list[tuple[str, bool]]:
+        """`get_or_create` for several values in one read and at most one write transaction."""
         now = time.time()
-        existing = self._query(
+        indexes = list(dict.fromkeys(m.blind_index for m in mappings))
+        found: dict[str, tuple[str, bool]] = {}
+        for chunk_start in range(0, len(indexes), 500):
+            chunk = indexes[chunk_start : chunk_start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for blind_index, token, expires in self._query(
+                f"SELECT blind_index, token, expires FROM veil_mappings WHERE tenant = ? AND scope = ? "
+                f"AND blind_index IN ({marks})",
+                (tenant, scope, *chunk),
+            ):
+                if expires is None or float(expires) > now:
+                    found[str(blind_index)] = (str(token), False)
+        missing = [m for m in {m.blind_index: m for m in mappings}.values() if m.blind_index not in found]
+        if missing:
+            with self._transaction() as connection:
+                for mapping in missing:
+                    found[mapping.blind_index] = self._create(
+                        connection, tenant=tenant, scope=scope, mapping=mapping, make_token=make_token, now=now
+                    )
+        return [found[m.blind_index] for m in mappings]
+
+    def _create(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        tenant: str,
+        scope: str,
+        mapping: NewMapping,
+        make_token: TokenFactory,
+        now: float,
+    ) -> tuple[str, bool]:
+        # Inside the write transaction: another writer may have created it since our read.
+        row = connection.execute(
             "SELECT token, expires FROM veil_mappings WHERE tenant = ? AND scope = ? AND blind_index = ?",
             (tenant, scope, mapping.blind_index),
-        )
-        if existing and (existing[0][1] is None or float(existing[0][1]) > now):
-            return str(existing[0][0]), False
-        with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT token, expires FROM veil_mappings WHERE tenant = ? AND scope = ? AND blind_index = ?",
-                (tenant, scope, mapping.blind_index),
-            ).fetchone()
-            if row is not None:
-                if row[1] is None or row[1] > now:
-                    return str(row[0]), False
-                connection.execute(
-                    "DELETE FROM veil_mappings WHERE tenant = ? AND scope = ? AND token = ?",
-                    (tenant, scope, row[0]),
-                )
-            number = connection.execute(
-                "INSERT INTO veil_counters (tenant, scope, entity, last) VALUES (?, ?, ?, 1) "
-                "ON CONFLICT (tenant, scope, entity) DO UPDATE SET last = last + 1 RETURNING last",
-                (tenant, scope, mapping.entity),
-            ).fetchone()[0]
-            token = make_token(mapping.entity, int(number))
-            sealed = mapping.seal(token)
+        ).fetchone()
+        if row is not None:
+            if row[1] is None or row[1] > now:
+                return str(row[0]), False
             connection.execute(
-                f"INSERT INTO veil_mappings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    tenant,
-                    scope,
-                    token,
-                    mapping.entity,
-                    mapping.blind_index,
-                    sealed.key_id,
-                    sealed.ciphertext,
-                    mapping.subject,
-                    now,
-                    mapping.expires,
-                ),
+                "DELETE FROM veil_mappings WHERE tenant = ? AND scope = ? AND token = ?", (tenant, scope, row[0])
             )
+        number = connection.execute(
+            "INSERT INTO veil_counters (tenant, scope, entity, last) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (tenant, scope, entity) DO UPDATE SET last = last + 1 RETURNING last",
+            (tenant, scope, mapping.entity),
+        ).fetchone()[0]
+        token = make_token(mapping.entity, int(number))
+        sealed = mapping.seal(token)
+        connection.execute(
+            f"INSERT INTO veil_mappings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (tenant, scope, token, mapping.entity, mapping.blind_index, sealed.key_id, sealed.ciphertext,
+             mapping.subject, now, mapping.expires),
+        )  # fmt: skip
         return token, True
 
     def lookup(self, tenant: str, scope: str, token: str) -> VaultRecord | None:

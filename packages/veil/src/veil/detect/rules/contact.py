@@ -109,26 +109,29 @@ def _phone_validity(candidate: str) -> int:
     return best
 
 
+_PHONE_GROUP = re.compile(r"\+?\(?[0-9]+\)?")
+
+
 def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Find the phone number inside a greedy candidate: the longest run of digit groups (each
+    with its own parentheses) that libphonenumber accepts, valid before merely possible. The
+    pattern may have glued a neighbouring number, or a sentence's parenthesis, to the phone."""
     candidate = text[start:end]
     if _IPV4_SHAPE.fullmatch(candidate):
         return None
-    if candidate.count("(") != candidate.count(")"):
-        # "(514) 555" is fine; a lone parenthesis belongs to the sentence, not the number.
-        if candidate.startswith("("):
-            start += 1
-        candidate = text[start:end].rstrip(")")
-        end = start + len(candidate)
-    # Try the whole candidate, then shorter ones that drop a leading or trailing group: the
-    # pattern is greedy and may have glued a neighbouring number to the phone.
-    groups = [(m.start(), m.end()) for m in re.finditer(r"[^ \u00a0\u202f.\-]+", candidate)]
+    groups = [(m.start(), m.end()) for m in _PHONE_GROUP.finditer(candidate)]
+    digits_before = [0]
+    for group_start, group_end in groups:
+        digits_before.append(digits_before[-1] + sum(ch.isdigit() for ch in candidate[group_start:group_end]))
     best: tuple[int, int] | None = None
     best_validity = 0
     for first in range(min(len(groups), 3)):
         for last in range(len(groups) - 1, first - 1, -1):
-            sub = candidate[groups[first][0] : groups[last][1]]
-            if sum(ch.isdigit() for ch in sub) < 7:
+            if digits_before[last + 1] - digits_before[first] < 7:
                 break
+            sub = candidate[groups[first][0] : groups[last][1]]
+            if sub.count("(") != sub.count(")"):
+                continue  # "514) 555-0199": a parenthesis that belongs to the sentence
             validity = _phone_validity(sub)
             if validity > best_validity:
                 best, best_validity = (start + groups[first][0], start + groups[last][1]), validity
