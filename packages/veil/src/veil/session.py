@@ -34,6 +34,7 @@ from veil.normalize import normalize_value
 from veil.restore import Drift, Restored, Restorer, StreamingRestorer, token_shaped
 from veil.reveal import ApprovalStore, DualControl, RevealPolicy
 from veil.structured import DESCRIPTIVE_KEYS, is_messages, map_json, map_messages
+from veil.surrogates import SurrogateRestorer, SurrogateStreamingRestorer, make_surrogate
 from veil.tokens import format_token
 from veil.vault.base import NewMapping, Vault, get_or_create_many
 from veil.vault.memory import MemoryVault
@@ -104,13 +105,18 @@ class Veil:
         ttl: float | None = None,
         audit: AuditStore | None = None,
         audit_traffic: bool = True,
+        style: str = "token",
     ) -> None:
         """`Veil()` keeps mappings in memory under a random key: nothing survives the process.
         Use `Veil.open(path)` (SQLite + key file) or pass a vault and a key provider.
 
         `audit` stores the hash-chained audit log (in memory by default); `audit_traffic` also
         records every anonymize and restore call (counts and entity types), not only reveals,
-        rotations and erasures."""
+        rotations and erasures. `style` is "token" (`{{EMAIL_1}}`) or "surrogate" (realistic fake
+        values, see veil.surrogates)."""
+        if style not in ("token", "surrogate"):
+            raise ConfigError(f"style must be 'token' or 'surrogate', got {style!r}")
+        self.style = style
         if engine is not None and policy is not None:
             raise ConfigError("give an engine or a policy, not both (the engine carries its policy)")
         self.engine = engine if engine is not None else Engine(policy)
@@ -222,7 +228,8 @@ class Session:
             for (entity, normalized), value in missing.items():
                 blind_index = veil.keyring.blind_index(self.tenant, entity, normalized)
                 mappings.append(NewMapping(entity, blind_index, self._sealer(value), self._subject, expires))
-            results = get_or_create_many(veil.vault, self.tenant, self.scope, mappings, format_token)
+            factory = make_surrogate if veil.style == "surrogate" else format_token
+            results = get_or_create_many(veil.vault, self.tenant, self.scope, mappings, factory)
             with self._lock:
                 for (key, value), (token, created) in zip(missing.items(), results, strict=True):
                     self._tokens[key] = token
@@ -323,9 +330,26 @@ class Session:
             self.value_of, known=self._bare_candidates, lenient=lenient, escape=escape, literal_bare=self._literal_bare
         )
 
+    def surrogate_restorer(self) -> SurrogateRestorer:
+        """Surrogate style: a restorer of the surrogates this session sent (or the scope's)."""
+        mapping = {}
+        for token in self._bare_candidates():
+            value = self.value_of(token)
+            if value is not None:
+                mapping[token] = value
+        return SurrogateRestorer(mapping)
+
+    def _restore_surrogates(self, text: str) -> Restored:
+        restored, count = self.surrogate_restorer().restore(text)
+        dropped = tuple(token for token in self._sent if token not in text)
+        return Restored(restored, Drift(dropped=dropped), count)
+
     def restore_report(self, text: str, *, lenient: bool = False) -> Restored:
         """Restore a text, with the drift report against the tokens this session sent."""
-        result = self.restorer(lenient=lenient).restore(text, expected=tuple(self._sent))
+        if self.veil.style == "surrogate":
+            result = self._restore_surrogates(text)
+        else:
+            result = self.restorer(lenient=lenient).restore(text, expected=tuple(self._sent))
         self._audit_restore(result.count, result.drift)
         return result
 
@@ -340,10 +364,15 @@ class Session:
         """Restore a text, a list of chat messages, or a JSON value. Unknown tokens raise
         TokenNotFound unless `lenient` (then they stay as written)."""
         restorer = self.restorer(lenient=lenient)
+        surrogates = self.surrogate_restorer() if self.veil.style == "surrogate" else None
         total = 0
 
         def leaf(text: str, path: tuple[str | int, ...]) -> str:
             nonlocal total
+            if surrogates is not None:
+                restored_text, count = surrogates.restore(text)
+                total += count
+                return restored_text
             result = restorer.restore(text)
             total += result.count
             return result.text
@@ -357,10 +386,15 @@ class Session:
         self._audit_restore(total)
         return restored
 
-    def stream_restorer(self, *, lenient: bool = False, json_string: bool = False) -> StreamingRestorer:
-        """A restorer for a streamed answer. With `json_string`, restored values are escaped for
-        the inside of a JSON string (streamed tool-call arguments)."""
+    def stream_restorer(
+        self, *, lenient: bool = False, json_string: bool = False
+    ) -> StreamingRestorer | SurrogateStreamingRestorer:
+        """A restorer for a streamed answer: `feed(chunk) -> str`, then `flush() -> str`. With
+        `json_string`, restored values are escaped for the inside of a JSON string (streamed
+        tool-call arguments)."""
         escape = (lambda value: json.dumps(value, ensure_ascii=False)[1:-1]) if json_string else None
+        if self.veil.style == "surrogate":
+            return SurrogateStreamingRestorer(self.surrogate_restorer(), escape=escape)
         return StreamingRestorer(self.restorer(lenient=lenient, escape=escape), expected=tuple(self._sent))
 
     # -- the scope's mapping ---------------------------------------------------------------
