@@ -12,29 +12,28 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("spacy", "torch", "gliner", "transformers", "langchain_core", "llama_index", "haystack", "numpy")
 
 
+PUBLIC = """Anonymized ApprovalError ConfigError DetectionError Engine Entity InputError IntegrityError
+KeyUnavailable Policy Session Span TokenNotFound UserPattern VaultError VaultUnavailable Veil VeilError
+__version__ redact""".split()
+
+
 def test_exported_names_are_exactly_the_documented_ones() -> None:
-    assert sorted(veil.__all__) == sorted(
-        [
-            "ConfigError",
-            "DetectionError",
-            "Engine",
-            "Entity",
-            "InputError",
-            "Policy",
-            "Span",
-            "UserPattern",
-            "VeilError",
-            "__version__",
-            "redact",
-        ]
-    )
+    assert sorted(veil.__all__) == sorted(PUBLIC)
     for name in veil.__all__:
         assert hasattr(veil, name)
 
 
 def test_error_hierarchy() -> None:
-    for error in (veil.ConfigError, veil.DetectionError, veil.InputError):
+    for error in (veil.ConfigError, veil.DetectionError, veil.InputError, veil.VaultError, veil.ApprovalError):
         assert issubclass(error, veil.VeilError)
+    for error in (veil.TokenNotFound, veil.IntegrityError, veil.KeyUnavailable, veil.VaultUnavailable):
+        assert issubclass(error, veil.VaultError)
+
+
+def test_detection_alone_does_not_load_the_crypto_and_vault_modules() -> None:
+    loaded = _modules_after("import veil\nveil.Engine().detect('a@b.ca')")
+    assert not {"cryptography", "veil.session", "veil.vault", "sqlite3"} & loaded
+    assert "veil.session" in _modules_after("import veil\nveil.Veil")
 
 
 def _modules_after(code: str) -> set[str]:
@@ -44,9 +43,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_import_veil_and_a_first_scan_load_no_heavy_module() -> None:
-    loaded = _modules_after(
-        "import veil\nveil.Engine().detect('a@b.ca 514-555-0199 FR7630006000011234567890189')"
-    )
+    loaded = _modules_after("import veil\nveil.Engine().detect('a@b.ca 514-555-0199 FR7630006000011234567890189')")
     assert not {m.split(".")[0] for m in loaded} & set(HEAVY)
 
 
