@@ -112,6 +112,15 @@ def _phone_validity(candidate: str) -> int:
 _PHONE_GROUP = re.compile(r"\+?\(?[0-9]+\)?")
 
 
+def _inside_dashed_number(text: str, start: int, end: int) -> bool:
+    """True when text[start:end] is cut out of a longer dash- or dot-joined number (a date, an id)."""
+    before = text[start - 2 : start] if start >= 2 else ""
+    after = text[end : end + 2]
+    return (len(before) == 2 and before[1] in "-." and before[0].isdigit()) or (
+        len(after) == 2 and after[0] in "-." and after[1].isdigit()
+    )
+
+
 def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
     """Find the phone number inside a greedy candidate: the longest run of digit groups (each
     with its own parentheses) that libphonenumber accepts, valid before merely possible. The
@@ -129,9 +138,12 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
         for last in range(len(groups) - 1, first - 1, -1):
             if digits_before[last + 1] - digits_before[first] < 7:
                 break
-            sub = candidate[groups[first][0] : groups[last][1]]
+            sub_start, sub_end = groups[first][0], groups[last][1]
+            sub = candidate[sub_start:sub_end]
             if sub.count("(") != sub.count(")"):
                 continue  # "514) 555-0199": a parenthesis that belongs to the sentence
+            if _inside_dashed_number(text, start + sub_start, start + sub_end):
+                continue  # "07-03 (514) 555" cut out of "1995-07-03 (514) 555-0199"
             validity = _phone_validity(sub)
             if validity > best_validity:
                 best, best_validity = (start + groups[first][0], start + groups[last][1]), validity

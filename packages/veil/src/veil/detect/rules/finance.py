@@ -75,6 +75,17 @@ def card_is_valid(value: str) -> bool:
     return 13 <= len(digits) <= 19 and luhn_valid(digits) and card_issuer_known(digits)
 
 
+def card_grouping_plausible(lengths: list[int]) -> bool:
+    """How cards are written: compact, in fours (the last group shorter), or 4-6-5 / 4-6-4.
+
+    >>> [card_grouping_plausible(g) for g in ([16], [4, 4, 4, 4], [4, 6, 5], [1, 16, 1], [4, 4, 4, 4, 3])]
+    [True, True, True, False, True]
+    """
+    if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4]):
+        return True
+    return all(length == 4 for length in lengths[:-1]) and 1 <= lengths[-1] <= 4
+
+
 def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
     """The pattern is greedy and may run into a neighbouring number ("… 0004 130 692 544"): keep
     the longest prefix, cut at a group boundary and written with one kind of separator, that is a
@@ -87,6 +98,8 @@ def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
         candidate = value[:stop]
         if len({ch for ch in candidate if not ch.isdigit()}) > 1:
             continue  # "4111 1111-1111 1111" mixes separators: not how cards are written
+        if not card_grouping_plausible([len(g.group()) for g in groups[: last + 1]]):
+            continue
         if card_is_valid(candidate):
             return start, start + stop
         if fallback is None and 13 <= len(digits_of(candidate)) <= 19:
