@@ -30,38 +30,23 @@ def _re2() -> Any:
     return re2
 
 
-def _first_literals(items: Any) -> set[object] | None:
-    """The set of ops a subpattern can start with, or None when it cannot be told cheaply."""
-    c = regex_ast.constants
-    data = list(items)
-    if not data:
-        return None
-    op, av = data[0]
-    if op is c.LITERAL:
-        return {("lit", av)}
-    if op is c.IN:
-        return {("in", repr(av))}
-    if op is c.SUBPATTERN:
-        return _first_literals(av[3])
-    return None
-
-
 def find_backtracking_hazard(pattern: str) -> str | None:
-    """Describe a nested-quantifier hazard in `pattern`, or return None.
+    """Describe a catastrophic-backtracking shape in `pattern`, or return None.
+
+    Inside an unbounded repetition, two shapes are refused: a repetition of a repetition with
+    nothing between them (`(a+)+`), and an alternation with an empty branch or with branches
+    that can start with the same character (`(a|ab)*` — which Python's parser rewrites as
+    `a(?:|b)` —, `(\\d|\\d\\d)+`, `(?:a|[ab]c)*`). A delimiter between repetitions
+    (`(?:[A-Z]+-)+`) is fine.
 
     >>> find_backtracking_hazard(r"(a+)+$") is not None
+    True
+    >>> find_backtracking_hazard(r"(a|ab)*c") is not None
     True
     >>> find_backtracking_hazard(r"(?:[A-Z]+-)+[0-9]{4}") is None
     True
     """
     c = regex_ast.constants
-    BRANCH, MAX_REPEAT, MAXREPEAT, MIN_REPEAT, SUBPATTERN = (
-        c.BRANCH,
-        c.MAX_REPEAT,
-        c.MAXREPEAT,
-        c.MIN_REPEAT,
-        c.SUBPATTERN,
-    )
     try:
         parsed = regex_ast.parse(pattern)
     except re.error:
@@ -69,32 +54,51 @@ def find_backtracking_hazard(pattern: str) -> str | None:
 
     def strip_groups(items: Any) -> list[Any]:
         result: list[Any] = list(items)
-        while len(result) == 1 and result[0][0] is SUBPATTERN:
+        while len(result) == 1 and result[0][0] is c.SUBPATTERN:
             result = list(result[0][1][3])
         return result
 
+    def ambiguous_branch(items: Any) -> str | None:
+        """An alternation anywhere in a repeated body whose branches are not told apart by their first character."""
+        for op, av in items:
+            if op is c.BRANCH:
+                firsts = [regex_ast.first_characters(branch) for branch in av[1]]
+                if any(f is not None and f[1] for f in firsts):
+                    return "a repeated alternation with an empty branch, like (a|ab)* or (x|)*"
+                known = [f[0] for f in firsts if f is not None]
+                if any(a & b for index, a in enumerate(known) for b in known[index + 1 :]):
+                    return "a repeated alternation whose branches can start alike, like (a|ab)* or (\\d|\\d\\d)+"
+                for branch in av[1]:
+                    found = ambiguous_branch(branch)
+                    if found:
+                        return found
+            elif op is c.SUBPATTERN:
+                found = ambiguous_branch(av[3])
+                if found:
+                    return found
+        return None
+
     def walk(items: Any) -> str | None:
         for op, av in items:
-            if op in (MAX_REPEAT, MIN_REPEAT):
+            if op in (c.MAX_REPEAT, c.MIN_REPEAT):
                 _, high, body = av
-                body_items = strip_groups(body)
-                if high is MAXREPEAT and len(body_items) == 1:
-                    inner_op, inner_av = body_items[0]
-                    if inner_op in (MAX_REPEAT, MIN_REPEAT) and inner_av[1] is MAXREPEAT:
-                        return "a repeated group whose only content is itself repeated, like (a+)+"
-                    if inner_op is BRANCH:
-                        firsts = [_first_literals(branch) for branch in inner_av[1]]
-                        known = [f for f in firsts if f is not None]
-                        if len(known) != len(firsts) or any(a & b for i, a in enumerate(known) for b in known[i + 1 :]):
-                            return "a repeated alternation whose branches can start alike, like (a|ab)*"
+                if high is c.MAXREPEAT:
+                    body_items = strip_groups(body)
+                    if len(body_items) == 1:
+                        inner_op, inner_av = body_items[0]
+                        if inner_op in (c.MAX_REPEAT, c.MIN_REPEAT) and inner_av[1] is c.MAXREPEAT:
+                            return "a repeated group whose only content is itself repeated, like (a+)+"
+                    found = ambiguous_branch(body_items)
+                    if found:
+                        return found
                 found = walk(body)
                 if found:
                     return found
-            elif op is SUBPATTERN:
+            elif op is c.SUBPATTERN:
                 found = walk(av[3])
                 if found:
                     return found
-            elif op is BRANCH:
+            elif op is c.BRANCH:
                 for branch in av[1]:
                     found = walk(branch)
                     if found:

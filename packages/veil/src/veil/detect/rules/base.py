@@ -98,61 +98,9 @@ _ANCHORS: dict[str, str] = {
 
 def _first_characters(pattern: str, flags: int) -> set[str] | None:
     """The characters a match of `pattern` can start with, or None when that is not simple."""
-    c = regex_ast.constants
     if flags & re.IGNORECASE:
         return None
-
-    def of(items: Any) -> tuple[set[str], bool] | None:
-        # (characters, can the sequence be empty)
-        chars: set[str] = set()
-        for op, av in items:
-            if op is c.LITERAL:
-                chars.add(chr(av))
-                return chars, False
-            if op is c.IN:
-                for item_op, item_av in av:
-                    if item_op is c.LITERAL:
-                        chars.add(chr(item_av))
-                    elif item_op is c.RANGE:
-                        chars.update(chr(code) for code in range(item_av[0], item_av[1] + 1))
-                    elif item_op is c.CATEGORY and item_av is c.CATEGORY_DIGIT:
-                        chars.update("0123456789")
-                    else:
-                        return None
-                return chars, False
-            if op in (c.MAX_REPEAT, c.MIN_REPEAT):
-                inner = of(av[2])
-                if inner is None:
-                    return None
-                chars |= inner[0]
-                if av[0] > 0 and not inner[1]:
-                    return chars, False
-                continue
-            if op is c.SUBPATTERN:
-                if av[1] or av[2]:
-                    return None  # scoped flags
-                inner = of(av[3])
-                if inner is None:
-                    return None
-                chars |= inner[0]
-                if not inner[1]:
-                    return chars, False
-                continue
-            if op is c.BRANCH:
-                empty = False
-                for branch in av[1]:
-                    inner = of(branch)
-                    if inner is None:
-                        return None
-                    chars |= inner[0]
-                    empty = empty or inner[1]
-                if not empty:
-                    return chars, False
-                continue
-            return None
-        return chars, True
-
-    result = of(regex_ast.parse(pattern, flags))
+    result = regex_ast.first_characters(regex_ast.parse(pattern, flags))
     if result is None or result[1]:
         return None
     return result[0]

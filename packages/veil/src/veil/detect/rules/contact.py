@@ -43,7 +43,8 @@ EMAIL = Rule(
     name="email",
     entity=Entity.EMAIL,
     # @, one or more labels, a TLD of letters; the lookahead keeps a trailing dot out.
-    pattern=r"@(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}(?![\w\-])",
+    # The TLD is letters, or an internationalised one in punycode (xn--p1ai).
+    pattern=r"@(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,24}|xn--[a-z0-9\-]{2,59})(?![\w\-])",
     score=0.95,
     refine=_extend_back_over_local_part,
     left_boundary=False,
@@ -251,6 +252,8 @@ IPV4 = Rule(
 
 
 def _refine_ipv6(text: str, start: int, end: int) -> tuple[int, int] | None:
+    if start > 0 and text[start - 1] in ":.":
+        return None  # the tail of a longer (and so invalid) colon-separated run: "2001::db8::1"
     value = text[start:end]
     # A sentence colon right after the address ("…::1: down") is not part of it.
     while value.endswith(":") and not value.endswith("::"):
@@ -272,7 +275,12 @@ def _ipv6_is_valid(value: str) -> bool:
 IPV6 = Rule(
     name="ipv6",
     entity=Entity.IP_ADDRESS,
-    pattern=r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z:])",
+    # An embedded IPv4 tail (::ffff:192.0.2.1) is part of the address: the lookahead refuses to
+    # stop before ".digit", so the IPv4 alternative gets its chance.
+    pattern=(
+        r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?"
+        r"(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z:]|\.[0-9])"
+    ),
     score=0.85,
     context=_IP_CONTEXT,
     context_boost=0.1,
