@@ -39,8 +39,6 @@ _BARE_SIN = "nine digits pass the SIN check one time in ten: without 'SIN'/'NAS'
 # Positive cases veil reports in strict mode only (score below the permissive threshold).
 STRICT_ONLY: dict[str, str] = {
     **{f"presidio-{n:04d}": _BARE_SIN for n in range(41, 48)},
-    "presidio-0068": "UATP (prefix 1) is not in veil's issuer table: strict mode only, as a failed card",
-    "presidio-0069": "UATP (prefix 1) is not in veil's issuer table: strict mode only, as a failed card",
     "presidio-1133": "a number without a country code is read as North American; a Chinese mobile is not valid there",
 }
 

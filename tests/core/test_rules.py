@@ -14,18 +14,12 @@ import pytest
 import veil
 from veil.detect import BUILTIN_RULES, MODES, Rule, RuleDetector
 
-# The bearer rule's example is a labelled text ("Bearer <token>"); the rule reports the
-# credential alone, not the word that announced it.
-VALUE_AFTER_LABEL = {"secret_bearer"}
+# The credential rules' examples are labelled texts ("Bearer <token>", "password: <secret>");
+# the rules report the credential alone, not the words that announced it.
+VALUE_AFTER_LABEL = {"secret_bearer", "secret_password"}
 
 # (rule name, example) → (modes in which it fails, reason). Each is a bug reported upstream.
-KNOWN_BUGS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
-    ("fr_nir", "293022A04801522"): (
-        ("permissive",),
-        "the example's key is wrong: stdnum says 293022A048015 takes the key 03, "
-        "so the example fails its own validator",
-    ),
-}
+KNOWN_BUGS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}
 
 
 def _examples() -> list[object]:
@@ -80,7 +74,7 @@ def test_rule_example_is_found_as_its_entity_with_its_exact_value(
 ) -> None:
     engine: veil.Engine = request.getfixturevalue(mode)
     text = carrier(rule, example)
-    value = example.rsplit(maxsplit=1)[-1] if rule.name in VALUE_AFTER_LABEL else example
+    value = re.split(r"[\s:=]+", example)[-1] if rule.name in VALUE_AFTER_LABEL else example
     found = [(span.entity, text[span.start : span.end]) for span in engine.detect(text)]
     assert (str(rule.entity), value) in found
 

@@ -142,11 +142,6 @@ def test_ohip_number_failing_luhn_is_not_a_health_card(engine: veil.Engine) -> N
     assert [e for e, _ in found(engine, "OHIP 1234 567 898") if e == "CA_HEALTH_CARD"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: 'number'/'numéro' boosts PHONE to 0.95, above the PHN with its own context (0.85); "
-    "Policy(exclude={'PHONE'}) then leaks the health number",
-)
 @pytest.mark.parametrize(
     "text", ["My BC personal health number is 9123456702", "numéro d'assurance maladie 9123 456 702"]
 )
@@ -209,10 +204,5 @@ def test_quebec_driver_licence_is_found(engine: veil.Engine, text: str, licence:
     assert found(engine, text) == [("CA_QC_DRIVER_LICENCE", licence)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an address may start at the SIN's last group ('544 Queen St', 0.8) and beat the SIN "
-    "(0.45 without context), leaving '130 692' unreported",
-)
 def test_sin_followed_by_a_street_name_is_still_reported_in_strict_mode(strict: veil.Engine) -> None:
     assert ("CA_SIN", "130 692 544") in found(strict, "ref 130 692 544 Queen St")

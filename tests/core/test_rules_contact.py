@@ -156,28 +156,15 @@ def test_chunks_of_an_iban_or_a_card_are_never_phones(engine: veil.Engine, text:
     assert found(engine, text) == [(entity, value)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: with a phone word near, the card's '0520 6427 9287' chunk (valid as a European "
-    "number) scores 0.95 and beats the card (0.9)",
-)
 def test_card_chunk_is_not_a_phone_even_next_to_a_phone_word(engine: veil.Engine) -> None:
     text = "Please call me about 4000 0520 6427 9287"
     assert found(engine, text) == [("CREDIT_CARD", "4000 0520 6427 9287")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the IBAN fails mod 97 its trailing chunk '0532 0130 01' is reported as PHONE (0.75)",
-)
 def test_chunk_of_an_iban_failing_its_checksum_is_not_a_phone(permissive: veil.Engine) -> None:
     assert found(permissive, "IBAN DE89 3704 0044 0532 0130 01") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the card fails Luhn its trailing chunk '0927 5113 1755' is reported as PHONE (0.75)",
-)
 def test_chunk_of_a_card_failing_its_checksum_is_not_a_phone(permissive: veil.Engine) -> None:
     assert found(permissive, "card 4089 0927 5113 1755 thanks") == []
 

@@ -112,19 +112,13 @@ def test_birth_words_do_not_reach_a_date_in_the_next_clause(engine: veil.Engine,
     assert [entity for entity, _ in found(engine, text)] == ["DATE_OF_BIRTH", "DATE"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: 'né le' is accent-folded (5 characters) and matches the negation 'ne le'",
-)
 def test_the_negation_ne_le_is_not_a_birth_word(engine: veil.Engine) -> None:
     assert found(engine, "Il ne le savait pas avant le 3 mars 2024") == [("DATE", "3 mars 2024")]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ordinal suffixes are case-sensitive while month names are not")
 def test_upper_case_french_ordinal_date_is_a_date(engine: veil.Engine) -> None:
     assert found(engine, "ÉCHÉANCE : 1ER MARS 2024") == [("DATE", "1ER MARS 2024")]
 
 
-@pytest.mark.xfail(strict=True, reason="gap: the English 'the 3rd of March 2024' form is not read")
 def test_english_day_of_month_date_is_a_date(engine: veil.Engine) -> None:
     assert found(engine, "due on the 3rd of March 2024") == [("DATE", "3rd of March 2024")]

@@ -49,9 +49,6 @@ def test_nir_failing_its_key_is_low_score_in_strict_and_absent_in_permissive(
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bug: a spaced NIR failing its key leaves a PHONE chunk '02 35 486 714 42' (0.75)"
-)
 def test_spaced_nir_failing_its_key_is_absent_in_permissive_mode(permissive: veil.Engine) -> None:
     assert found(permissive, "NIR 1 93 02 35 486 714 42") == []
 
@@ -160,7 +157,6 @@ def test_spanish_id_with_a_wrong_letter_is_low_score_in_strict_and_absent_in_per
     assert_low_score_in_strict_and_absent_in_permissive(strict, permissive, text, "ES_DNI", value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the DNI and NIE patterns are upper-case only")
 @pytest.mark.parametrize(("text", "value"), [("NIE x2482300w", "x2482300w"), ("DNI 54362315k", "54362315k")])
 def test_lower_case_spanish_id_is_found(engine: veil.Engine, text: str, value: str) -> None:
     assert found(engine, text) == [("ES_DNI", value)]

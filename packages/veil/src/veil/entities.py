@@ -88,6 +88,18 @@ COMPOSITES: dict[str, frozenset[str]] = {
 }
 
 
+# Numbers whose shape alone (checksum passed or not) claims the digits inside them: a phone
+# number is never read inside a card, an IBAN, a NIR or an IP address, even when the outer
+# number fails its checksum and is itself not reported.
+IDENTIFIER_SHAPES: dict[str, frozenset[str]] = {
+    Entity.CREDIT_CARD: frozenset({Entity.PHONE}),
+    Entity.IBAN: frozenset({Entity.PHONE}),
+    Entity.FR_NIR: frozenset({Entity.PHONE}),
+    Entity.IP_ADDRESS: frozenset({Entity.PHONE}),
+    Entity.CA_HEALTH_CARD: frozenset({Entity.PHONE}),
+}
+
+
 def specificity_rank(entity: str) -> int:
     """Lower is more specific; user-defined entities rank after the built-in ones."""
     return _SPECIFICITY_RANK.get(entity, len(SPECIFICITY))

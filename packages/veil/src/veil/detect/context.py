@@ -23,23 +23,21 @@ def _strip_accents(word: str) -> str:
 
 def _word_pattern(word: str) -> str:
     """A word as a regex: spaces match any run of blanks, accented letters match with or without."""
-    parts = []
+    pieces = []
     # Accents are optional in words of four letters or more ("numero" for "numéro"); in
-    # shorter ones they carry the meaning ("né" is not the negation "ne").
-    fold = len(word) >= 4
-    for ch in word:
-        if ch.isspace():
-            parts.append(r"[\s\-]+")
-            continue
-        bare = _strip_accents(ch)
-        if fold and bare != ch:
-            parts.append(f"[{re.escape(ch)}{re.escape(bare)}]")
-        else:
-            parts.append(re.escape(ch))
-    return "".join(parts)
+    # shorter ones they carry the meaning ("né le" is not the negation "ne le").
+    for token in word.split():
+        fold = len(token) >= 4
+        parts = []
+        for ch in token:
+            bare = _strip_accents(ch)
+            parts.append(f"[{re.escape(ch)}{re.escape(bare)}]" if fold and bare != ch else re.escape(ch))
+        pieces.append("".join(parts))
+    return r"[\s\-]+".join(pieces)
 
 
 _CLAUSE_END = re.compile(r"[;!?\n]|(?<=[^\W_]{2})\.(?=\s)")
+_YEAR = re.compile(r"(?<![0-9])(?:1[89]|20)[0-9]{2}(?![0-9])")
 
 
 def _clause_bounds(text: str, low: int, start: int, end: int, high: int) -> tuple[int, int]:
@@ -47,6 +45,10 @@ def _clause_bounds(text: str, low: int, start: int, end: int, high: int) -> tupl
     break, or a full stop after a word (not the dots of an abbreviation like "d.o.b.")."""
     for previous in _CLAUSE_END.finditer(text, low, start):
         low = previous.end()
+    # Another date before this one takes the context words for itself: "né le 3 mai 1990 et
+    # embauché le 2 mars 2020" has one date of birth.
+    for year in _YEAR.finditer(text, low, start):
+        low = year.end()
     following = _CLAUSE_END.search(text, end, high)
     if following is not None:
         high = following.start()

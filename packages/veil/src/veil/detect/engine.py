@@ -18,7 +18,7 @@ from veil.detect.custom import iter_detectors
 from veil.detect.language import guess_language
 from veil.detect.policy import Policy
 from veil.detect.rules import BUILTIN_RULES, RuleDetector
-from veil.entities import COMPOSITES, LANGUAGES, Language, LanguageOption, Span, specificity_rank
+from veil.entities import COMPOSITES, IDENTIFIER_SHAPES, LANGUAGES, Language, LanguageOption, Span, specificity_rank
 from veil.errors import ConfigError, DetectionError, VeilError
 
 # Below this many characters, `adetect` runs inline: a thread hop costs more than the scan.
@@ -41,6 +41,26 @@ def default_detectors() -> list[Detector]:
 
 def _rank(span: Span) -> tuple[float, int, int, int]:
     return (-span.score, -(span.end - span.start), specificity_rank(span.entity), span.start)
+
+
+def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
+    """Remove phone-like chunks strictly inside identifier-shaped candidates, whatever their scores."""
+    shapes = sorted((s for s in spans if s.entity in IDENTIFIER_SHAPES), key=lambda s: s.start)
+    if not shapes:
+        return spans
+    kept = []
+    for span in spans:
+        inside = any(
+            span.entity in IDENTIFIER_SHAPES[shape.entity]
+            and shape.start <= span.start
+            and span.end <= shape.end
+            and (shape.start, shape.end) != (span.start, span.end)
+            for shape in shapes
+            if shape.start <= span.start
+        )
+        if not inside:
+            kept.append(span)
+    return kept
 
 
 def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
@@ -77,9 +97,7 @@ def resolve_overlaps(spans: Iterable[Span]) -> list[Span]:
     kept: list[Span] = []
     for span in sorted(spans, key=_rank):
         index = bisect.bisect_left(kept_starts, span.start)
-        if index > 0 and kept[index - 1].end > span.start:
-            continue
-        if index < len(kept) and kept[index].start < span.end:
+        if (index > 0 and kept[index - 1].end > span.start) or (index < len(kept) and kept[index].start < span.end):
             continue
         kept_starts.insert(index, span.start)
         kept.insert(index, span)
@@ -140,7 +158,7 @@ class Engine:
         policy = self.policy
         accepted = [
             span
-            for span in candidates
+            for span in _drop_chunks_of_identifiers(list(candidates))
             if policy.reports(span.entity)
             and span.score >= policy.threshold_for(span.entity)
             and not policy.allows(text[span.start : span.end])

@@ -115,11 +115,20 @@ _FR_STREET = (
 )
 _EN_STREET = rf"{_CIVIC}[ ]+(?:{_WORD}[ ]+){{1,4}}(?:{_EN_TYPES})(?![\w'’])(?:[ ]+(?:{_DIRECTIONS})(?![\w]))?"
 
+
+def _civic_number_stands_alone(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """A civic number is not the last group of a longer spaced number ("130 692 544 Queen St")."""
+    if start >= 2 and text[start - 1] == " " and text[start - 2].isdigit():
+        return None
+    return start, end
+
+
 ADDRESS_FR = Rule(
     name="address_fr",
     entity=Entity.ADDRESS,
     pattern=_FR_STREET + _UNIT_FR + _TAIL,
     score=0.8,
+    refine=_civic_number_stands_alone,
     examples=(
         "1234, rue Sainte-Catherine Ouest",
         "6865, rang des Érables, Sherbrooke (Québec) T5G 8B7",
@@ -133,6 +142,7 @@ ADDRESS_EN = Rule(
     entity=Entity.ADDRESS,
     pattern=_EN_STREET + _UNIT_EN + _TAIL,
     score=0.8,
+    refine=_civic_number_stands_alone,
     examples=(
         "42 Maple Ave, Apt 5",
         "1234 King Street West Unit 12, Ottawa, ON K1A 0B1",

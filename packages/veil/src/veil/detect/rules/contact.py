@@ -65,14 +65,12 @@ _PHONE_CONTEXT = (
     "call",
     "reach",
     "fax",
-    "number",
     "téléphone",
     "tél",
     "cellulaire",
     "appelez",
     "appeler",
     "joindre",
-    "numéro",
     "portable",
 )
 

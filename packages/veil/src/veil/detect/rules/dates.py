@@ -76,11 +76,10 @@ BIRTH_WORDS = (
     "birthday",
     "dob",
     "d.o.b",
-    "b.",
     "né",
     "née",
-    "nee",
     "né le",
+    "nee le",
     "née le",
     "naissance",
     "date de naissance",
@@ -155,7 +154,7 @@ ISO_DATE = Rule(
 )
 
 _WRITTEN_DAY_FIRST = re.compile(
-    rf"([0-9]{{1,2}})(?:er|e|st|nd|rd|th)?[ \u00a0]+(?:de[ \u00a0]+)?"
+    rf"([0-9]{{1,2}})(?i:er|e|st|nd|rd|th)?[ \u00a0]+(?:(?i:de|of)[ \u00a0]+)?"
     rf"(?i:({_MONTH_ALTERNATION}))\.?,?[ \u00a0]+([0-9]{{4}})"
 )
 
@@ -184,7 +183,7 @@ WRITTEN_DATE_DAY_FIRST = Rule(
 
 _MONTH_BEFORE = re.compile(rf"(?<![^\W\d_])(?i:{_MONTH_ALTERNATION})\.?[ \u00a0]+\Z")
 _MONTH_FIRST = re.compile(
-    rf"(?i:({_MONTH_ALTERNATION}))\.?[ \u00a0]+([0-9]{{1,2}})(?:st|nd|rd|th)?,?[ \u00a0]+([0-9]{{4}})"
+    rf"(?i:({_MONTH_ALTERNATION}))\.?[ \u00a0]+([0-9]{{1,2}})(?i:st|nd|rd|th)?,?[ \u00a0]+([0-9]{{4}})"
 )
 
 
@@ -205,7 +204,7 @@ def _extend_back_over_month(text: str, start: int, end: int) -> tuple[int, int] 
 WRITTEN_DATE_MONTH_FIRST = Rule(
     name="date_written_month_first",
     entity=Entity.DATE,
-    pattern=r"[0-9]{1,2}(?:st|nd|rd|th)?,?[ \u00a0]+[0-9]{4}(?![0-9])",
+    pattern=r"[0-9]{1,2}(?i:st|nd|rd|th)?,?[ \u00a0]+[0-9]{4}(?![0-9])",
     score=0.7,
     validate=written_date_is_valid,
     refine=_extend_back_over_month,

@@ -42,6 +42,7 @@ _CARD_CONTEXT = (
 
 # (lowest prefix, highest prefix, allowed lengths): prefixes compared on their own digit count.
 _IIN_RANGES: tuple[tuple[str, str, frozenset[int]], ...] = (
+    ("1", "1", frozenset({15})),  # UATP
     ("4", "4", frozenset({13, 16, 19})),
     ("51", "55", frozenset({16})),
     ("2221", "2720", frozenset({16})),
@@ -76,14 +77,15 @@ def card_is_valid(value: str) -> bool:
 
 
 def card_grouping_plausible(lengths: list[int]) -> bool:
-    """How cards are written: compact, in fours (the last group shorter), or 4-6-5 / 4-6-4.
+    """How cards are written: compact, 4-4-4-x (13 to 16 digits), 4-4-4-4-3 (19), 4-6-5 or 4-6-4.
 
-    >>> [card_grouping_plausible(g) for g in ([16], [4, 4, 4, 4], [4, 6, 5], [1, 16, 1], [4, 4, 4, 4, 3])]
-    [True, True, True, False, True]
+    >>> groupings = ([16], [4, 4, 4, 4], [4, 6, 5], [1, 16, 1], [4, 4, 4, 4, 3], [4, 4, 4, 4, 1])
+    >>> [card_grouping_plausible(g) for g in groupings]
+    [True, True, True, False, True, False]
     """
-    if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4]):
+    if len(lengths) == 1 or lengths in ([4, 6, 5], [4, 6, 4], [4, 4, 4, 4, 3]):
         return True
-    return all(length == 4 for length in lengths[:-1]) and 1 <= lengths[-1] <= 4
+    return len(lengths) == 4 and lengths[:3] == [4, 4, 4] and 1 <= lengths[3] <= 4
 
 
 def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -245,7 +247,7 @@ IBAN_LENGTHS: dict[str, int] = {
 
 
 def _refine_iban(text: str, start: int, end: int) -> tuple[int, int] | None:
-    length = IBAN_LENGTHS.get(text[start : start + 2])
+    length = IBAN_LENGTHS.get(text[start : start + 2].upper())
     if length is None:
         return None
     seen = 0
@@ -269,7 +271,7 @@ def iban_is_valid(value: str) -> bool:
 IBAN = Rule(
     name="iban",
     entity=Entity.IBAN,
-    pattern=r"[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,30}",
+    pattern=r"[A-Z]{2}[ ]?[0-9]{2}(?:[ .\-]?[A-Z0-9]){11,30}",
     score=0.95,
     context=("iban", "account", "compte", "virement", "transfer", "bank", "banque"),
     context_boost=0.05,
@@ -278,6 +280,16 @@ IBAN = Rule(
     refine=_refine_iban,
     examples=("FR76 3000 6000 0112 3456 7890 189", "DE89370400440532013000", "GB82 WEST 1234 5698 7654 32"),
     counterexamples=("FR76 3000 6000 0112 3456 7890 188", "the word IBAN alone"),
+)
+
+IBAN_LOWER = Rule(
+    name="iban_lower",
+    entity=Entity.IBAN,
+    pattern=r"[a-z]{2}[0-9]{2}(?:[ ]?[a-z0-9]){11,30}",
+    score=0.95,  # mod 97 leaves one chance in 97 to a random string of this shape
+    validate=iban_is_valid,
+    refine=_refine_iban,
+    examples=("fr76 3000 6000 0112 3456 7890 189",),
 )
 
 # --- BANK_ACCOUNT ----------------------------------------------------------------------------
@@ -302,4 +314,4 @@ BANK_ACCOUNT = Rule(
     examples=("12345-003-1234567",),
 )
 
-RULES: tuple[Rule, ...] = (CREDIT_CARD, DEBIT_CARD, IBAN, BANK_ACCOUNT)
+RULES: tuple[Rule, ...] = (CREDIT_CARD, DEBIT_CARD, IBAN, IBAN_LOWER, BANK_ACCOUNT)

@@ -92,25 +92,55 @@ _KEYED = (
 )
 
 
-def _refine_bearer(text: str, start: int, end: int) -> tuple[int, int] | None:
-    # Report the credential, not the word that announced it.
-    match = re.search(r"[ \t]+", text[start:end])
-    return (start + match.end(), end) if match else None
+# Words that announce a credential (regex alternations, not credentials).
+_TOKEN_LABELS = r"bearer|token|access[_\- ]?token|api[_\- ]?key|apikey|client[_\- ]?secret|secret"  # noqa: S105
+_PASSWORD_LABELS = r"password|passwd|pwd|mot[ ]de[ ]passe|passe"  # noqa: S105
+_SEPARATOR = r"(?:[ \t]*[:=][ \t]*|[ \t]+)"
+_LABEL_AND_SEPARATOR = re.compile(rf"(?i:{_TOKEN_LABELS}|{_PASSWORD_LABELS}){_SEPARATOR}")
+# Labels are matched case-insensitively; these substrings gate the (rarely needed) scan.
+_LABEL_HINTS = ("earer", "EARER", "oken", "OKEN", "key", "KEY", "Key", "ecret", "ECRET", "assw", "ASSW", "asse", "ASSE",
+                "wd", "WD")  # fmt: skip
+
+
+def _strip_label(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Report the credential, not the words that announced it ("mot de passe : …"), nor the
+    sentence's punctuation after it ("(password: hunter2!)")."""
+    label = _LABEL_AND_SEPARATOR.match(text, start, end)
+    if label is None:
+        return None
+    value = text[label.end() : end]
+    while value and (
+        value[-1] in ".,;:" or (value[-1] in ")]}" and value.count(_OPENING[value[-1]]) < value.count(value[-1]))
+    ):
+        value = value[:-1]
+    return (label.end(), label.end() + len(value)) if value else None
+
+
+_OPENING = {")": "(", "]": "[", "}": "{"}
 
 
 BEARER_TOKEN = Rule(
     name="secret_bearer",
     entity=Entity.SECRET,
-    pattern=(
-        r"(?:Bearer|bearer|Token|token|api[_\-]?key|API[_\-]?KEY|password|mot de passe)[:=]?[ \t]+"
-        r"[A-Za-z0-9_\-.=+/]{20,512}"
-    ),
+    pattern=rf"(?i:{_TOKEN_LABELS}){_SEPARATOR}[A-Za-z0-9_\-.=+/]{{20,512}}",
     score=0.8,
     validate=_looks_random,
-    refine=_refine_bearer,
-    requires=("earer", "oken", "key", "KEY", "password", "passe"),
-    examples=("Bearer abcDEF1234567890ghijKLMNOP",),
-    counterexamples=("Bearer of good news is here today",),
+    refine=_strip_label,
+    requires=_LABEL_HINTS,
+    examples=("Bearer abcDEF1234567890ghijKLMNOP", "API_KEY=Xy7kQ2mN9pL4rT8vW3zA"),
+    counterexamples=("Bearer of good news is here today", "the key point is this"),
 )
 
-RULES: tuple[Rule, ...] = (*_KEYED, BEARER_TOKEN)
+PASSWORD = Rule(
+    name="secret_password",
+    entity=Entity.SECRET,
+    # Whatever follows a password label and a colon or equals sign is the password.
+    pattern=rf"(?i:{_PASSWORD_LABELS})[ \t]*[:=][ \t]*[^\s\"'`]{{6,128}}",
+    score=0.85,
+    refine=_strip_label,
+    requires=_LABEL_HINTS,
+    examples=("password: hunter2!", "Mot de passe : Qu3b3c!2024"),
+    counterexamples=("forgot my password again", "the password is long"),
+)
+
+RULES: tuple[Rule, ...] = (*_KEYED, BEARER_TOKEN, PASSWORD)
