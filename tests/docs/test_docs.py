@@ -33,11 +33,15 @@ def test_readme_gives_the_two_commands() -> None:
     assert "pip install uv && uv run pytest" in readme
 
 
-def test_readme_tour_runs_as_written() -> None:
+def test_readme_tour_runs_as_written(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)  # the reversible example opens ./.veil
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    code = readme.split("```python", 1)[1].split("```", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in readme.split("```python")[1:]]
+    assert len(blocks) == 2
     namespace: dict[str, object] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
     assert isinstance(namespace["engine"], veil.Engine)
     spans = namespace["spans"]
     assert [s.entity for s in spans] == ["CA_SIN", "EMAIL", "CREDIT_CARD"]  # type: ignore[attr-defined]
+    assert namespace["prompt"] == "Écrivez à {{EMAIL_1}}"
