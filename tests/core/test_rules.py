@@ -16,7 +16,7 @@ from veil.detect import BUILTIN_RULES, MODES, Rule, RuleDetector
 
 # The credential rules' examples are labelled texts ("Bearer <token>", "password: <secret>");
 # the rules report the credential alone, not the words that announced it.
-VALUE_AFTER_LABEL = {"secret_bearer", "secret_password"}
+VALUE_AFTER_LABEL = {"secret_bearer", "secret_key_value", "secret_password"}
 
 # (rule name, example) → (modes in which it fails, reason). Each is a bug reported upstream.
 KNOWN_BUGS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}

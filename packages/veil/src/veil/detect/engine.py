@@ -45,21 +45,28 @@ def _rank(span: Span) -> tuple[float, int, int, int]:
 
 def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
     """Remove phone-like chunks strictly inside identifier-shaped candidates, whatever their scores."""
+    parts = frozenset().union(*IDENTIFIER_SHAPES.values())
     shapes = sorted((s for s in spans if s.entity in IDENTIFIER_SHAPES), key=lambda s: s.start)
-    if not shapes:
+    if not shapes or not any(s.entity in parts for s in spans):
         return spans
+    starts = [shape.start for shape in shapes]
+    # reach[i]: among shapes[0..i], the one ending furthest: one look per span, O(k log k) in all.
+    reach: list[Span] = []
+    for shape in shapes:
+        reach.append(shape if not reach or shape.end >= reach[-1].end else reach[-1])
     kept = []
     for span in spans:
-        inside = any(
-            span.entity in IDENTIFIER_SHAPES[shape.entity]
-            and shape.start <= span.start
-            and span.end <= shape.end
-            and (shape.start, shape.end) != (span.start, span.end)
-            for shape in shapes
-            if shape.start <= span.start
-        )
-        if not inside:
-            kept.append(span)
+        if span.entity in parts:
+            index = bisect.bisect_right(starts, span.start) - 1
+            if index >= 0:
+                shape = reach[index]
+                if (
+                    span.end <= shape.end
+                    and (shape.start, shape.end) != (span.start, span.end)
+                    and span.entity in IDENTIFIER_SHAPES[shape.entity]
+                ):
+                    continue
+        kept.append(span)
     return kept
 
 

@@ -76,6 +76,7 @@ _PHONE_CONTEXT = (
 
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _GROUP_SPLIT = re.compile(r"[ \u00a0\u202f.\-]+")
+_NANP_VALID = ("CA", "US")
 _TRUNK_REGIONS = ("FR", "BE", "CH", "GB", "DE", "NL", "ES", "IT")
 
 
@@ -101,7 +102,12 @@ def _phone_validity(candidate: str) -> int:
             number = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(number):
+        if number.country_code == 1:
+            # is_valid_number would try each of the ~25 NANP regions in turn. Canada and the
+            # United States are checked; a Caribbean number counts as possible (strict mode).
+            if any(phonenumbers.is_valid_number_for_region(number, r) for r in _NANP_VALID):
+                return 2
+        elif phonenumbers.is_valid_number(number):
             return 2
         if phonenumbers.is_possible_number(number):
             best = 1

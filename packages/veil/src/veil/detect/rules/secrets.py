@@ -93,54 +93,83 @@ _KEYED = (
 
 
 # Words that announce a credential (regex alternations, not credentials).
-_TOKEN_LABELS = r"bearer|token|access[_\- ]?token|api[_\- ]?key|apikey|client[_\- ]?secret|secret"  # noqa: S105
+_TOKEN_LABELS = r"token|access[_\- ]?token|api[_\- ]?key|apikey|client[_\- ]?secret|secret"  # noqa: S105
 _PASSWORD_LABELS = r"password|passwd|pwd|mot[ ]de[ ]passe|passe"  # noqa: S105
-_SEPARATOR = r"(?:[ \t]*[:=][ \t]*|[ \t]+)"
-_LABEL_AND_SEPARATOR = re.compile(rf"(?i:{_TOKEN_LABELS}|{_PASSWORD_LABELS}){_SEPARATOR}")
-# Labels are matched case-insensitively; these substrings gate the (rarely needed) scan.
-_LABEL_HINTS = ("earer", "EARER", "oken", "OKEN", "key", "KEY", "Key", "ecret", "ECRET", "assw", "ASSW", "asse", "ASSE",
-                "wd", "WD")  # fmt: skip
+_TOKEN_LABEL_BEFORE = re.compile(rf"(?<![A-Za-z])(?i:{_TOKEN_LABELS})[\"']?[ \t]*\Z")
+_PASSWORD_LABEL_BEFORE = re.compile(rf"(?<![A-Za-z])(?i:{_PASSWORD_LABELS})[\"']?[ \t]*\Z")
+_OPENING = {")": "(", "]": "[", "}": "{"}
 
 
-def _strip_label(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """Report the credential, not the words that announced it ("mot de passe : …"), nor the
-    sentence's punctuation after it ("(password: hunter2!)")."""
-    label = _LABEL_AND_SEPARATOR.match(text, start, end)
-    if label is None:
+def _value_after(text: str, start: int, end: int, label: re.Pattern[str]) -> tuple[int, int] | None:
+    """The match starts at a ':' or '=': keep it only when a label stands right before, and report
+    the value alone, without the sentence's punctuation after it ("(password: hunter2!)")."""
+    if label.search(text, max(0, start - 40), start) is None:
         return None
-    value = text[label.end() : end]
+    value_start = start + 1
+    while value_start < end and text[value_start] in " \t":
+        value_start += 1
+    value = text[value_start:end]
     while value and (
         value[-1] in ".,;:" or (value[-1] in ")]}" and value.count(_OPENING[value[-1]]) < value.count(value[-1]))
     ):
         value = value[:-1]
-    return (label.end(), label.end() + len(value)) if value else None
+    return (value_start, value_start + len(value)) if value else None
 
 
-_OPENING = {")": "(", "]": "[", "}": "{"}
+def _after_token_label(text: str, start: int, end: int) -> tuple[int, int] | None:
+    return _value_after(text, start, end, _TOKEN_LABEL_BEFORE)
+
+
+def _after_password_label(text: str, start: int, end: int) -> tuple[int, int] | None:
+    return _value_after(text, start, end, _PASSWORD_LABEL_BEFORE)
+
+
+_BEARER_WORD = re.compile(r"(?:bearer|token)[ \t]+", re.IGNORECASE)
+
+
+def _after_bearer(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Report the token, not the word ("Bearer", "Token") before it."""
+    word = _BEARER_WORD.match(text, start, end)
+    return (word.end(), end) if word else None
 
 
 BEARER_TOKEN = Rule(
     name="secret_bearer",
     entity=Entity.SECRET,
-    pattern=rf"(?i:{_TOKEN_LABELS}){_SEPARATOR}[A-Za-z0-9_\-.=+/]{{20,512}}",
+    pattern=r"(?:Bearer|bearer|BEARER|Token|token|TOKEN)[ \t]+[A-Za-z0-9_\-.=+/]{20,512}",
     score=0.8,
     validate=_looks_random,
-    refine=_strip_label,
-    requires=_LABEL_HINTS,
-    examples=("Bearer abcDEF1234567890ghijKLMNOP", "API_KEY=Xy7kQ2mN9pL4rT8vW3zA"),
-    counterexamples=("Bearer of good news is here today", "the key point is this"),
+    refine=_after_bearer,
+    requires=("earer", "EARER", "oken", "OKEN"),
+    examples=("Bearer abcDEF1234567890ghijKLMNOP",),
+    counterexamples=("Bearer of good news is here today",),
+)
+
+KEY_VALUE_TOKEN = Rule(
+    name="secret_key_value",
+    entity=Entity.SECRET,
+    # Anchored on the ':' or '=' (rare characters); the label before it is checked by refine.
+    pattern=r"[:=][ \t]*[A-Za-z0-9_\-.=+/]{20,512}",
+    score=0.8,
+    validate=_looks_random,
+    refine=_after_token_label,
+    left_boundary=False,
+    requires=(":", "="),
+    examples=("API_KEY=Xy7kQ2mN9pL4rT8vW3zA", "client_secret: Xy7kQ2mN9pL4rT8vW3zA"),
+    counterexamples=("the key point: everything is fine today",),
 )
 
 PASSWORD = Rule(
     name="secret_password",
     entity=Entity.SECRET,
     # Whatever follows a password label and a colon or equals sign is the password.
-    pattern=rf"(?i:{_PASSWORD_LABELS})[ \t]*[:=][ \t]*[^\s\"'`]{{6,128}}",
+    pattern=r"[:=][ \t]*[^\s\"'`]{6,128}",
     score=0.85,
-    refine=_strip_label,
-    requires=_LABEL_HINTS,
+    refine=_after_password_label,
+    left_boundary=False,
+    requires=(":", "="),
     examples=("password: hunter2!", "Mot de passe : Qu3b3c!2024"),
     counterexamples=("forgot my password again", "the password is long"),
 )
 
-RULES: tuple[Rule, ...] = (*_KEYED, BEARER_TOKEN, PASSWORD)
+RULES: tuple[Rule, ...] = (*_KEYED, BEARER_TOKEN, KEY_VALUE_TOKEN, PASSWORD)
