@@ -95,6 +95,15 @@ def _phone_validity(candidate: str) -> int:
             return 0
         regions = _TRUNK_REGIONS
     else:
+        # North American numbering: NXX NXX XXXX, after an optional 1. Checking the shape first
+        # spares libphonenumber (~50 µs a parse) the SINs, card chunks and order numbers.
+        national = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+        if len(national) == 7:
+            return 1  # a local number without its area code: possible, never valid
+        if len(national) != 10:
+            return 0
+        if national[0] in "01" or national[3] in "01":
+            return 1  # the right length, not an assignable number
         regions = ("CA",)
     best = 0
     for region in regions:
