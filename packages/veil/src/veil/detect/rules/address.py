@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from veil.detect.rules.base import Rule, word_alternation
+from veil.detect.rules.base import NUMBER_THEN_WORD, Rule, word_alternation
 from veil.entities import Entity
 
 
@@ -129,6 +129,7 @@ ADDRESS_FR = Rule(
     pattern=_FR_STREET + _UNIT_FR + _TAIL,
     score=0.8,
     refine=_civic_number_stands_alone,
+    gate=NUMBER_THEN_WORD,
     examples=(
         "1234, rue Sainte-Catherine Ouest",
         "6865, rang des Érables, Sherbrooke (Québec) T5G 8B7",
@@ -143,6 +144,7 @@ ADDRESS_EN = Rule(
     pattern=_EN_STREET + _UNIT_EN + _TAIL,
     score=0.8,
     refine=_civic_number_stands_alone,
+    gate=NUMBER_THEN_WORD,
     examples=(
         "42 Maple Ave, Apt 5",
         "1234 King Street West Unit 12, Ottawa, ON K1A 0B1",

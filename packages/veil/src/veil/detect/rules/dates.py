@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from veil.detect.rules.base import Promotion, Rule, word_alternation
+from veil.detect.rules.base import NUMBER_THEN_WORD, Promotion, Rule, word_alternation
 from veil.detect.rules.checksums import is_calendar_date
 from veil.entities import Entity
 
@@ -172,6 +172,7 @@ def written_date_is_valid(value: str) -> bool:
 
 WRITTEN_DATE_DAY_FIRST = Rule(
     name="date_written_day_first",
+    gate=NUMBER_THEN_WORD,
     entity=Entity.DATE,
     pattern=_WRITTEN_DAY_FIRST.pattern + r"(?![0-9])",
     score=0.7,
