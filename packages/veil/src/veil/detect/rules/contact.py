@@ -77,49 +77,56 @@ _PHONE_CONTEXT = (
 _IPV4_SHAPE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _GROUP_SPLIT = re.compile(r"[ \u00a0\u202f.\-]+")
 _NANP_VALID = ("CA", "US")
+_NANP_DIGIT_COUNTS = frozenset({7, 10, 11})
 _TRUNK_REGIONS = ("FR", "BE", "CH", "GB", "DE", "NL", "ES", "IT")
+
+
+@lru_cache(maxsize=16384)
+def _nanp_assigned(npa_nxx: str) -> bool:
+    """Whether a North American area code and exchange are assigned in Canada or the United States.
+
+    libphonenumber's CA and US patterns depend on these six digits only (the line number never
+    changes the answer), so the answer is cached per exchange: a few thousand entries at most."""
+    import phonenumbers  # noqa: PLC0415 - 20 ms of import, paid only when a candidate shows up
+
+    number = phonenumbers.PhoneNumber(country_code=1, national_number=int(npa_nxx + "0000"))
+    return any(phonenumbers.is_valid_number_for_region(number, region) for region in _NANP_VALID)
 
 
 @lru_cache(maxsize=4096)
 def _phone_validity(candidate: str) -> int:
     """2 for a valid number, 1 for a merely possible one, 0 otherwise."""
-    import phonenumbers  # noqa: PLC0415 - 20 ms of import, paid only when a candidate shows up
-
     digits = "".join(ch for ch in candidate if ch.isdigit())
-    if candidate.startswith("+"):
-        regions: tuple[str | None, ...] = (None,)
-    elif digits.startswith("0") and not digits.startswith("011"):
+    if candidate.startswith("+") and not candidate.startswith("+1"):
+        return _international_validity(candidate, (None,))
+    if digits.startswith("0") and not digits.startswith("011") and not candidate.startswith("+"):
         # A European number written with its trunk 0. Nine digits or fewer is more often a
         # Canadian identifier with a leading zero than a Belgian landline: leave those alone.
-        if len(digits) < 10:
-            return 0
-        regions = _TRUNK_REGIONS
-    else:
-        # North American numbering: NXX NXX XXXX, after an optional 1. Checking the shape first
-        # spares libphonenumber (~50 µs a parse) the SINs, card chunks and order numbers.
-        national = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
-        if len(national) == 7:
-            return 1  # a local number without its area code: possible, never valid
-        if len(national) != 10:
-            return 0
-        if national[0] in "01" or national[3] in "01":
-            return 1  # the right length, not an assignable number
-        # Build the number directly (parsing costs ~50 µs); then ask libphonenumber whether it
-        # is assigned in Canada or the United States. Other NANP regions count as possible.
-        number = phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
-        return 2 if any(phonenumbers.is_valid_number_for_region(number, r) for r in _NANP_VALID) else 1
+        return _international_validity(candidate, _TRUNK_REGIONS) if len(digits) >= 10 else 0
+    # North American numbering: NXX NXX XXXX, after an optional 1. The shape is checked here and
+    # the exchange looked up once; libphonenumber's parser (~50 µs) is never needed.
+    national = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+    if candidate.startswith("+") and len(digits) != 11:
+        return 0
+    if len(national) == 7:
+        return 1  # a local number without its area code: possible, never valid
+    if len(national) != 10:
+        return 0
+    if national[0] in "01" or national[3] in "01":
+        return 1  # the right length, not an assignable number
+    return 2 if _nanp_assigned(national[:6]) else 1
+
+
+def _international_validity(candidate: str, regions: tuple[str | None, ...]) -> int:
+    import phonenumbers  # noqa: PLC0415
+
     best = 0
     for region in regions:
         try:
             number = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
-        if number.country_code == 1:
-            # is_valid_number would try each of the ~25 NANP regions in turn. Canada and the
-            # United States are checked; a Caribbean number counts as possible (strict mode).
-            if any(phonenumbers.is_valid_number_for_region(number, r) for r in _NANP_VALID):
-                return 2
-        elif phonenumbers.is_valid_number(number):
+        if phonenumbers.is_valid_number(number):
             return 2
         if phonenumbers.is_possible_number(number):
             best = 1
@@ -153,9 +160,12 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
     best_validity = 0
     for first in range(min(len(groups), 3)):
         for last in range(len(groups) - 1, first - 1, -1):
-            if digits_before[last + 1] - digits_before[first] < 7:
+            count = digits_before[last + 1] - digits_before[first]
+            if count < 7:
                 break
             sub_start, sub_end = groups[first][0], groups[last][1]
+            if count not in _NANP_DIGIT_COUNTS and candidate[sub_start] not in "+0(":
+                continue  # without a country code or a trunk 0, a phone has 7, 10 or 11 digits
             sub = candidate[sub_start:sub_end]
             if sub.count("(") != sub.count(")"):
                 continue  # "514) 555-0199": a parenthesis that belongs to the sentence

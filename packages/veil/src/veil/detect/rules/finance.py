@@ -94,17 +94,20 @@ def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
     valid card; failing that, the longest such prefix of card length (scored as invalid)."""
     value = text[start:end]
     groups = list(re.finditer(r"[0-9]+", value))
+    lengths = [len(g.group()) for g in groups]
     fallback: int | None = None
     for last in range(len(groups) - 1, -1, -1):
+        if not 13 <= sum(lengths[: last + 1]) <= 19:
+            continue
         stop = groups[last].end()
         candidate = value[:stop]
         if len({ch for ch in candidate if not ch.isdigit()}) > 1:
             continue  # "4111 1111-1111 1111" mixes separators: not how cards are written
-        if not card_grouping_plausible([len(g.group()) for g in groups[: last + 1]]):
+        if not card_grouping_plausible(lengths[: last + 1]):
             continue
         if card_is_valid(candidate):
             return start, start + stop
-        if fallback is None and 13 <= len(digits_of(candidate)) <= 19:
+        if fallback is None:
             fallback = stop
     return (start, start + fallback) if fallback is not None else None
 
