@@ -148,6 +148,10 @@ class _Pass:
         self.groups = tuple((self.gate.groupindex[f"r{i}"], compiled) for i, compiled in enumerate(rules))
 
 
+LETTERS_THEN_DIGIT = r"[A-Za-z]{1,2}[ \-]?[0-9]"
+"""A gate: one or two letters then a digit, for the lower-case forms of identifiers that start
+with letters (an IBAN's country code, a postal code, a NIE)."""
+
 NUMBER_THEN_WORD = r"[0-9]{1,5}[^\s]{0,8}[ \u00a0]+[^\W\d_]"
 """A gate: a number (with what sticks to it: "1er", "1234,") then a word. Street addresses and
 written dates start so; phones, cards and order numbers do not, and never reach those rules."""
@@ -211,13 +215,16 @@ class RuleDetector:
         self.rules = tuple(rules)
         compiled = [_CompiledRule(rule, source) for rule in rules]
         by_gate: dict[str, list[_CompiledRule]] = {}
+        by_anchor: dict[str, list[_CompiledRule]] = {}
         passes: list[_Pass] = []
         for item in compiled:
-            gate = item.rule.gate if item.rule.gate and item.rule.left_boundary else _anchor_of(item.rule)
-            if gate is None:
-                passes.append(_Pass([item], None))
+            if item.rule.gate and item.rule.left_boundary:
+                by_gate.setdefault(item.rule.gate, []).append(item)
+            elif (anchor := _anchor_of(item.rule)) is not None:
+                by_anchor.setdefault(anchor, []).append(item)
             else:
-                by_gate.setdefault(gate, []).append(item)
+                passes.append(_Pass([item], None))
+        passes.extend(_Pass(group, anchor) for anchor, group in by_anchor.items())
         passes.extend(_Pass(group, gate) for gate, group in by_gate.items())
         self._passes = tuple(passes)
 
