@@ -22,7 +22,7 @@ token is ever shown half-restored.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from veil.errors import TokenNotFound
@@ -290,7 +290,3 @@ class StreamingRestorer:
     def drift(self) -> Drift:
         return self._counter.report(self._expected)
 
-
-def restore_all(restorer: Restorer, texts: Iterable[str]) -> list[str]:
-    """Restore several texts with one restorer."""
-    return [restorer.restore(text).text for text in texts]
