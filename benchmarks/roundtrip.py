@@ -102,12 +102,14 @@ def main() -> None:
                               ("anonymize + restore, values in the vault", vault_hit)):  # fmt: skip
             rows.append((label, statistics.median(values), percentile(values, 95)))
 
-        answer = session.anonymize(" ".join(messages[:6])).text
+        # A conversation's session: the prompt it anonymized, the answer it restores.
+        conversation = veil.session("conversation")
+        answer = conversation.anonymize(" ".join(messages[:6])).text
         chunks = [answer[i : i + 4] for i in range(0, len(answer), 4)]
-        unary = timed(session.restore, [answer] * 200)
+        unary = timed(conversation.restore, [answer] * 200)
         per_chunk = []
         for _ in range(50):
-            stream = session.stream_restorer()
+            stream = conversation.stream_restorer()
             start = time.perf_counter()
             for chunk in chunks:
                 stream.feed(chunk)
