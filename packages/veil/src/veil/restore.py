@@ -289,4 +289,3 @@ class StreamingRestorer:
     @property
     def drift(self) -> Drift:
         return self._counter.report(self._expected)
-
