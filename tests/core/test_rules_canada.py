@@ -5,23 +5,9 @@ CA_QC_DRIVER_LICENCE, in English and Quebec French sentences.
 from __future__ import annotations
 
 import pytest
+from span_checks import assert_low_score_in_strict_and_absent_in_permissive, found
 
 import veil
-
-
-def found(engine: veil.Engine, text: str) -> list[tuple[str, str]]:
-    """(entity, exact value) of every span reported in `text`."""
-    return [(span.entity, text[span.start : span.end]) for span in engine.detect(text)]
-
-
-def assert_low_score_in_strict_and_absent_in_permissive(
-    strict: veil.Engine, permissive: veil.Engine, text: str, entity: str, value: str
-) -> None:
-    spans = strict.detect(text)
-    assert [(s.entity, text[s.start : s.end]) for s in spans] == [(entity, value)]
-    assert spans[0].score < 0.5
-    assert permissive.detect(text) == []
-
 
 # --- CA_SIN ----------------------------------------------------------------------------------
 

@@ -8,14 +8,9 @@ behaviour (possible-but-invalid phones) is tested against `strict` and `permissi
 from __future__ import annotations
 
 import pytest
+from span_checks import found
 
 import veil
-
-
-def found(engine: veil.Engine, text: str) -> list[tuple[str, str]]:
-    """(entity, exact value) of every span reported in `text`."""
-    return [(span.entity, text[span.start : span.end]) for span in engine.detect(text)]
-
 
 # --- EMAIL -----------------------------------------------------------------------------------
 

@@ -7,13 +7,9 @@ A date is a DATE; it becomes a DATE_OF_BIRTH when birth words stand before it in
 from __future__ import annotations
 
 import pytest
+from span_checks import found
 
 import veil
-
-
-def found(engine: veil.Engine, text: str) -> list[tuple[str, str]]:
-    """(entity, exact value) of every span reported in `text`."""
-    return [(span.entity, text[span.start : span.end]) for span in engine.detect(text)]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ The span is the credential alone, never the word that announced it ("Bearer", "p
 from __future__ import annotations
 
 import pytest
+from span_checks import found
 
 import veil
 
@@ -16,11 +17,6 @@ STRIPE_KEY = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34\n-----END RSA PRIVATE KEY-----"
 RANDOM_TOKEN = "Xy7kQ2mN9pL4rT8vW3zA"
-
-
-def found(engine: veil.Engine, text: str) -> list[tuple[str, str]]:
-    """(entity, exact value) of every span reported in `text`."""
-    return [(span.entity, text[span.start : span.end]) for span in engine.detect(text)]
 
 
 @pytest.mark.parametrize(

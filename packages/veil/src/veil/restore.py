@@ -221,53 +221,28 @@ def _braced_prefix_state(tail: str) -> str:
     return "done" if state == "done" else "grow"
 
 
-class StreamingRestorer:
-    """Restores a stream chunk by chunk; see the module docstring.
+class HoldBackStream:
+    """The mechanics every streaming restorer shares: hold back the suffix from `_cut(buffer)`
+    on, restore and emit the rest at once; the last character emitted is kept as context for
+    the next piece (a word boundary can depend on it). Subclasses give `_cut` and `_restore`."""
 
-    For every text and every way of cutting it into chunks, `"".join(feed(c) for c in chunks)
-    + flush()` equals `Restorer.restore(text).text`, and nothing emitted is ever part of a token.
-    """
-
-    def __init__(self, restorer: Restorer, *, expected: Collection[str] = ()) -> None:
-        self._restorer = restorer
-        self._expected = tuple(expected)
+    def __init__(self) -> None:
         self._pending = ""
-        self._previous = ""  # the last character emitted, for the bare form's left boundary
-        self._counter = _DriftCounter()
-        self._known_bare: frozenset[str] | None = None
+        self._previous = ""
         self.count = 0
 
-    def _bare_prefixes(self) -> frozenset[str]:
-        """Every prefix of the bare forms of the scope's tokens (`E`, `EM`, … `EMAIL_1`)."""
-        if self._known_bare is None:
-            literal = self._restorer._literal_bare
-            forms = [t[2:-2] for t in self._restorer.known_tokens() if TOKEN_RE.fullmatch(t) and t[2:-2] not in literal]
-            self._known_bare = frozenset(form[:end] for form in forms for end in range(1, len(form) + 1))
-        return self._known_bare
-
     def _cut(self, buffer: str) -> int:
-        """The earliest position from which the buffer's end could still become a token."""
-        low = max(0, len(buffer) - _MAX_FORM_LENGTH)
-        bare_prefixes = self._bare_prefixes()
-        for candidate in _CANDIDATE_START.finditer(buffer, low):
-            index = candidate.start()
-            ch = buffer[index]
-            if ch in "{\\":
-                if _braced_prefix_state(buffer[index:]) == "grow":
-                    return index
-            elif bare_prefixes and "A" <= ch <= "Z":
-                before = buffer[index - 1] if index > 0 else self._previous
-                if before and (before.isascii() and (before.isalnum() or before in "_{\\")):
-                    continue
-                if buffer[index:] in bare_prefixes:
-                    return index
-        return len(buffer)
+        """The earliest position from which the buffer's end could still become something to restore."""
+        raise NotImplementedError
+
+    def _restore(self, text: str, start: int) -> tuple[str, int]:
+        """`text[start:]` restored (what precedes `start` is context only), and how many replacements."""
+        raise NotImplementedError
 
     def _emit(self, text: str) -> str:
         if not text:
             return ""
-        # The previous character is given as context (the bare form's left boundary) only.
-        restored, count = self._restorer._restore(self._previous + text, len(self._previous), self._counter)
+        restored, count = self._restore(self._previous + text, len(self._previous))
         self.count += count
         self._previous = text[-1]
         return restored
@@ -285,6 +260,49 @@ class StreamingRestorer:
         """End of stream: return whatever was held back, restored."""
         rest, self._pending = self._pending, ""
         return self._emit(rest)
+
+
+class StreamingRestorer(HoldBackStream):
+    """Restores a stream chunk by chunk; see the module docstring.
+
+    For every text and every way of cutting it into chunks, `"".join(feed(c) for c in chunks)
+    + flush()` equals `Restorer.restore(text).text`, and nothing emitted is ever part of a token.
+    """
+
+    def __init__(self, restorer: Restorer, *, expected: Collection[str] = ()) -> None:
+        super().__init__()
+        self._restorer = restorer
+        self._expected = tuple(expected)
+        self._counter = _DriftCounter()
+        self._known_bare: frozenset[str] | None = None
+
+    def _bare_prefixes(self) -> frozenset[str]:
+        """Every prefix of the bare forms of the scope's tokens (`E`, `EM`, … `EMAIL_1`)."""
+        if self._known_bare is None:
+            literal = self._restorer._literal_bare
+            forms = [t[2:-2] for t in self._restorer.known_tokens() if TOKEN_RE.fullmatch(t) and t[2:-2] not in literal]
+            self._known_bare = frozenset(form[:end] for form in forms for end in range(1, len(form) + 1))
+        return self._known_bare
+
+    def _cut(self, buffer: str) -> int:
+        low = max(0, len(buffer) - _MAX_FORM_LENGTH)
+        bare_prefixes = self._bare_prefixes()
+        for candidate in _CANDIDATE_START.finditer(buffer, low):
+            index = candidate.start()
+            ch = buffer[index]
+            if ch in "{\\":
+                if _braced_prefix_state(buffer[index:]) == "grow":
+                    return index
+            elif bare_prefixes and "A" <= ch <= "Z":
+                before = buffer[index - 1] if index > 0 else self._previous
+                if before and (before.isascii() and (before.isalnum() or before in "_{\\")):
+                    continue
+                if buffer[index:] in bare_prefixes:
+                    return index
+        return len(buffer)
+
+    def _restore(self, text: str, start: int) -> tuple[str, int]:
+        return self._restorer._restore(text, start, self._counter)
 
     @property
     def drift(self) -> Drift:

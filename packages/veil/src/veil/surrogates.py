@@ -21,6 +21,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Collection, Mapping
 
+from veil.restore import HoldBackStream
 from veil.tokens import format_token
 
 FIRST_NAMES = """Chloé Jean Marie Luc Émilie Noah Olivia Félix Léa William Zoé Thomas Alice Samuel Rosalie
@@ -187,11 +188,12 @@ class SurrogateRestorer:
         return self._pairs.keys()
 
 
-class SurrogateStreamingRestorer:
+class SurrogateStreamingRestorer(HoldBackStream):
     """Streaming restore of surrogates: holds back only a suffix that could still be (the start
     of) a surrogate with its possessive or plural ending; emits the rest at once."""
 
     def __init__(self, restorer: SurrogateRestorer, *, escape: Callable[[str], str] | None = None) -> None:
+        super().__init__()
         self._restorer = restorer
         self._escape = escape
         endings = ("", "'s", "’s", "s", "es")
@@ -202,9 +204,6 @@ class SurrogateStreamingRestorer:
             for end in range(1, len(form) + len(ending) + 1)
         )
         self._longest = max((len(p) for p in self._prefixes), default=0)
-        self._pending = ""
-        self._previous = ""
-        self.count = 0
 
     def _cut(self, buffer: str) -> int:
         for index in range(max(0, len(buffer) - self._longest), len(buffer)):
@@ -215,20 +214,5 @@ class SurrogateStreamingRestorer:
                 return index
         return len(buffer)
 
-    def _emit(self, text: str) -> str:
-        if not text:
-            return ""
-        restored, count = self._restorer.restore(self._previous + text, len(self._previous), self._escape)
-        self.count += count
-        self._previous = text[-1]
-        return restored
-
-    def feed(self, chunk: str) -> str:
-        buffer = self._pending + chunk
-        cut = self._cut(buffer)
-        self._pending = buffer[cut:]
-        return self._emit(buffer[:cut])
-
-    def flush(self) -> str:
-        rest, self._pending = self._pending, ""
-        return self._emit(rest)
+    def _restore(self, text: str, start: int) -> tuple[str, int]:
+        return self._restorer.restore(text, start, self._escape)
