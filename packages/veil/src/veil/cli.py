@@ -188,21 +188,33 @@ def _language_arg(args: argparse.Namespace) -> str | None:
     return None if args.language == "auto" else args.language
 
 
+def _jsonl(args: argparse.Namespace, text: str, name: str, row: Any) -> int:
+    """Process JSON Lines: `row(id, text, language) -> (output record, number of values found)`.
+    Every line is read and processed before anything is written."""
+    results = []
+    found = 0
+    for row_id, row_text, language in _read_jsonl(text, name, _language_arg(args)):
+        record, count = row(row_id, row_text, language)
+        results.append(record)
+        found += count
+    with _output(args.output) as out:
+        for record in results:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return found
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     engine = _engine(args)
     text = read_text(args.input)
     name = "standard input" if args.input == "-" else args.input
     found = 0
     if args.jsonl:
-        rows = _read_jsonl(text, name, _language_arg(args))
-        results = []
-        for row_id, row_text, language in rows:
-            spans = engine.detect(row_text, language)  # type: ignore[arg-type]
-            found += len(spans)
-            results.append({"id": row_id, "spans": [_span_record(s) for s in spans]})
-        with _output(args.output) as out:
-            for result in results:
-                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+
+        def row(row_id: Any, row_text: str, language: Any) -> tuple[dict[str, Any], int]:
+            spans = engine.detect(row_text, language)
+            return {"id": row_id, "spans": [_span_record(s) for s in spans]}, len(spans)
+
+        found = _jsonl(args, text, name, row)
     else:
         if not text.strip():
             raise InputError(f"{name}: is empty; nothing to scan")
@@ -246,15 +258,13 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     name = "standard input" if args.input == "-" else args.input
     found = 0
     if args.jsonl:
-        rows = _read_jsonl(text, name, _language_arg(args))
-        results = []
-        for row_id, row_text, language in rows:
-            spans = engine.detect(row_text, language)  # type: ignore[arg-type]
-            found += len(spans)
-            results.append({"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]})
-        with _output(args.output) as out:
-            for result in results:
-                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+
+        def row(row_id: Any, row_text: str, language: Any) -> tuple[dict[str, Any], int]:
+            spans = engine.detect(row_text, language)
+            record = {"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]}
+            return record, len(spans)
+
+        found = _jsonl(args, text, name, row)
     else:
         if not text.strip():
             raise InputError(f"{name}: is empty; nothing to anonymize")
@@ -272,14 +282,12 @@ def _anonymize_reversibly(args: argparse.Namespace) -> int:
     name = "standard input" if args.input == "-" else args.input
     found = 0
     if args.jsonl:
-        results = []
-        for row_id, row_text, language in _read_jsonl(text, name, _language_arg(args)):
+
+        def row(row_id: Any, row_text: str, language: Any) -> tuple[dict[str, Any], int]:
             sent = veil.session(args.scope, subject=args.subject).anonymize(row_text, language=language)
-            found += sent.pii_count
-            results.append({"id": row_id, "text": sent.text, "tokens": sent.tokens})
-        with _output(args.output) as out:
-            for result in results:
-                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            return {"id": row_id, "text": sent.text, "tokens": sent.tokens}, sent.pii_count
+
+        found = _jsonl(args, text, name, row)
     else:
         if not text.strip():
             raise InputError(f"{name}: is empty; nothing to anonymize")
