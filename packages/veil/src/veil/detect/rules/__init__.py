@@ -5,17 +5,30 @@
 
 from __future__ import annotations
 
-from veil.detect.rules import address, canada, contact, dates, europe, finance, secrets
-from veil.detect.rules.base import Promotion, Rule, RuleDetector
+from dataclasses import replace
 
-BUILTIN_RULES: tuple[Rule, ...] = (
-    *contact.RULES,
-    *finance.RULES,
-    *canada.RULES,
-    *europe.RULES,
-    *dates.RULES,
-    *address.RULES,
-    *secrets.RULES,
+from veil.detect.rules import address, canada, contact, dates, europe, finance, secrets
+from veil.detect.rules.base import DIGIT_ANCHOR, DIGIT_RUN, Promotion, Rule, RuleDetector, anchor_of
+
+
+def _numeric_gate(rule: Rule) -> Rule:
+    """Built-in numeric rules share the DIGIT_RUN pass (user rules keep the plain digit anchor)."""
+    if rule.gate is None and anchor_of(rule) == DIGIT_ANCHOR:
+        return replace(rule, gate=DIGIT_RUN)
+    return rule
+
+
+BUILTIN_RULES: tuple[Rule, ...] = tuple(
+    _numeric_gate(rule)
+    for rule in (
+        *contact.RULES,
+        *finance.RULES,
+        *canada.RULES,
+        *europe.RULES,
+        *dates.RULES,
+        *address.RULES,
+        *secrets.RULES,
+    )
 )
 
 __all__ = ["BUILTIN_RULES", "Promotion", "Rule", "RuleDetector"]

@@ -94,8 +94,9 @@ def _has_backreference(pattern: str) -> bool:
 
 # Where a match may start, as a character class; rules whose matches all start with one of
 # these characters, after a non-word character, share one pass over the text.
+DIGIT_ANCHOR = "[+(0-9]"
 _ANCHORS: dict[str, str] = {
-    "digit": "[+(0-9]",
+    "digit": DIGIT_ANCHOR,
     "upper": "[A-ZÀ-ÖØ-Þ]",
 }
 
@@ -110,7 +111,7 @@ def _first_characters(pattern: str, flags: int) -> set[str] | None:
     return result[0]
 
 
-def _anchor_of(rule: Rule) -> str | None:
+def anchor_of(rule: Rule) -> str | None:
     """The character class of a shared pass this rule can join, if any."""
     if not rule.left_boundary or rule.flags:
         return None
@@ -147,6 +148,11 @@ class _Pass:
         self.gate = re.compile(rf"(?<![^\W_])(?={gate})" + "".join(parts))
         self.groups = tuple((self.gate.groupindex[f"r{i}"], compiled) for i, compiled in enumerate(rules))
 
+
+DIGIT_RUN = r"[+(]?[0-9](?:[0-9 \u00a0\u202f().,\-/]{4}|[0-9]?(?i:st|nd|rd|th))"
+"""A gate for the built-in numeric rules: a digit and four more characters of a number (digits
+and separators), or a day with its ordinal. Every built-in numeric identifier is at least that
+long; "3 items" and "10 h 30" never reach the eighteen numeric patterns."""
 
 LETTERS_THEN_DIGIT = r"[A-Za-z]{1,2}[ \-]?[0-9]"
 """A gate: one or two letters then a digit, for the lower-case forms of identifiers that start
@@ -220,7 +226,7 @@ class RuleDetector:
         for item in compiled:
             if item.rule.gate and item.rule.left_boundary:
                 by_gate.setdefault(item.rule.gate, []).append(item)
-            elif (anchor := _anchor_of(item.rule)) is not None:
+            elif (anchor := anchor_of(item.rule)) is not None:
                 by_anchor.setdefault(anchor, []).append(item)
             else:
                 passes.append(_Pass([item], None))
