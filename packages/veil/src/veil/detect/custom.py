@@ -112,6 +112,7 @@ class UserPatternDetector:
     """Runs the policy's user patterns on RE2."""
 
     name = "user_patterns"
+    language_sensitive = False
 
     def __init__(self, patterns: Sequence[UserPattern]) -> None:
         re2 = _re2() if patterns else None
@@ -157,6 +158,7 @@ class DenyListDetector:
     """Reports every whole-word, case-insensitive occurrence of the deny-listed values."""
 
     name = "deny_list"
+    language_sensitive = False
 
     def __init__(self, deny: Mapping[str, str]) -> None:
         self._entity_by_value = {normalize_value(value): entity for value, entity in deny.items()}

@@ -135,6 +135,8 @@ class Engine:
             *base,
             *iter_detectors(self.policy.patterns, self.policy.deny),
         )
+        # A detector that does not say otherwise is taken to depend on the language.
+        self._language_sensitive = any(getattr(d, "language_sensitive", True) for d in self.detectors)
 
     def resolve_language(self, text: str, language: LanguageOption | None = None) -> Language:
         choice = language if language is not None else self.language
@@ -178,7 +180,10 @@ class Engine:
             raise TypeError(f"Engine.detect takes a str, got {type(text).__name__}")
         if not text:
             return []
-        lang = self.resolve_language(text, language)
+        if (language if language is not None else self.language) == "auto" and not self._language_sensitive:
+            lang: Language = "en"  # no detector reads it: skip the guess
+        else:
+            lang = self.resolve_language(text, language)
         return self.decide(text, self.candidates(text, lang))
 
     def detect_many(self, texts: Iterable[str], language: LanguageOption | None = None) -> list[list[Span]]:

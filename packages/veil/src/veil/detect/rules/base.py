@@ -154,10 +154,6 @@ DIGIT_RUN = r"[+(]?[0-9](?:[0-9 \u00a0\u202f().,\-/]{4}|[0-9]?(?i:st|nd|rd|th))"
 and separators), or a day with its ordinal. Every built-in numeric identifier is at least that
 long; "3 items" and "10 h 30" never reach the eighteen numeric patterns."""
 
-LETTERS_THEN_DIGIT = r"[A-Za-z]{1,2}[ \-]?[0-9]"
-"""A gate: one or two letters then a digit, for the lower-case forms of identifiers that start
-with letters (an IBAN's country code, a postal code, a NIE)."""
-
 NUMBER_THEN_WORD = r"[0-9]{1,5}[^\s]{0,8}[ \u00a0]+[^\W\d_]"
 """A gate: a number (with what sticks to it: "1er", "1234,") then a word. Street addresses and
 written dates start so; phones, cards and order numbers do not, and never reach those rules."""
@@ -219,6 +215,8 @@ class RuleDetector:
         if duplicates:
             raise ValueError(f"duplicate rule names: {sorted(duplicates)}")
         self.rules = tuple(rules)
+        self.language_sensitive = any(set(rule.languages) != {"en", "fr"} for rule in rules)
+        """Whether any rule runs for one language only (else the text's language is not needed)."""
         compiled = [_CompiledRule(rule, source) for rule in rules]
         by_gate: dict[str, list[_CompiledRule]] = {}
         by_anchor: dict[str, list[_CompiledRule]] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from stdnum.ca import sin as _sin
 
-from veil.detect.rules.base import LETTERS_THEN_DIGIT, Rule, not_inside_longer_number
+from veil.detect.rules.base import Rule, not_inside_longer_number
 from veil.detect.rules.checksums import day_month_plausible, digits_of, luhn_valid, mod11_weighted
 from veil.entities import Entity
 
@@ -161,7 +161,6 @@ CA_POSTAL_CODE = Rule(
 
 CA_POSTAL_CODE_LOWER = Rule(
     name="ca_postal_code_lower",
-    gate=LETTERS_THEN_DIGIT,
     entity=Entity.CA_POSTAL_CODE,
     pattern=_POSTAL_LETTERS_FIRST.lower()
     + r"[0-9]"

@@ -22,7 +22,7 @@ from stdnum.fr import nir as _fr_nir
 from stdnum.it import codicefiscale as _it_cf
 from stdnum.nl import bsn as _nl_bsn
 
-from veil.detect.rules.base import LETTERS_THEN_DIGIT, Rule, not_inside_longer_number
+from veil.detect.rules.base import Rule, not_inside_longer_number
 from veil.entities import Entity
 
 FR_NIR = Rule(
@@ -128,7 +128,6 @@ ES_DNI = Rule(
 
 ES_NIE = Rule(
     name="es_nie",
-    gate=LETTERS_THEN_DIGIT,
     entity=Entity.ES_DNI,
     pattern=r"[XYZxyz][ \-]?[0-9]{7}[ \-]?[A-Za-z](?![0-9A-Za-z])",
     score=0.8,
