@@ -4,7 +4,8 @@
 
 Run: uv run python benchmarks/vault_throughput.py [--values 4000]
 
-Backends measured: memory and SQLite (the embedded default, WAL, durability "process").
+Backends measured: memory, SQLite (the embedded default, WAL, durability "process") and
+PostgreSQL (127.0.0.1:5432, database test; skipped, saying so, when the server is down).
 """
 
 from __future__ import annotations
@@ -72,6 +73,24 @@ def main() -> None:
             path = Path(home) / f"bench-{threads}.db"
             puts, gets = measure(lambda path=path: SQLiteVault(path), args.values, threads)
             rows.append(("sqlite", threads, puts, gets))
+
+        try:
+            import psycopg
+
+            from veil.vault.postgres import PostgresVault
+
+            dsn = "postgresql://postgres@127.0.0.1:5432/test"
+            for threads in (1, 8):
+                schema = f"veil_bench_{threads}"
+                with psycopg.connect(dsn, autocommit=True) as connection:
+                    connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+                puts, gets = measure(lambda schema=schema: PostgresVault(dsn, schema=schema, pool_size=2),
+                                     args.values, threads)  # fmt: skip
+                rows.append(("postgres", threads, puts, gets))
+                with psycopg.connect(dsn, autocommit=True) as connection:
+                    connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        except Exception as exc:
+            print(f"PostgreSQL skipped: {type(exc).__name__}: {exc}")
 
         veil = Veil.open(Path(home) / "session", audit_traffic=False)
         session = veil.session("bench")

@@ -6,44 +6,50 @@ without them those tests skip, but under CI (CI=true) they must connect or fail.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from services import POSTGRES_DSN, postgres_schema
 
 from veil.vault import MemoryVault, SQLiteVault, Vault
 
 VaultFactory = Callable[[], Vault]
 
 
-def require_service(name: str, reason: str) -> None:
-    """Skip on a developer's machine; fail under CI, where the service must be there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{name} is required under CI: {reason}")
-    pytest.skip(f"{name} unavailable: {reason}")
-
-
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def vault_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VaultFactory]:
     """A factory of vaults that share one store (two factories' vaults see the same data)."""
     opened: list[Vault] = []
+    schemas = None
     if request.param == "memory":
         shared = MemoryVault()
 
         def make() -> Vault:
             return shared
-    else:
+    elif request.param == "sqlite":
         path = tmp_path / "vault.db"
 
         def make() -> Vault:
             vault = SQLiteVault(path)
             opened.append(vault)
             return vault
+    else:
+        from veil.vault.postgres import PostgresVault
+
+        schemas = postgres_schema()
+        schema = next(schemas)
+
+        def make() -> Vault:
+            vault = PostgresVault(POSTGRES_DSN, schema=schema, pool_size=4)
+            opened.append(vault)
+            return vault
 
     yield make
     for vault in opened:
         vault.close()
+    if schemas is not None:
+        next(schemas, None)
 
 
 @pytest.fixture

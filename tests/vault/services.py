@@ -1,0 +1,36 @@
+"""Real services for the vault tests: skip on a laptop without them, fail under CI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+
+def require_service(name: str, reason: str) -> None:
+    """Skip on a developer's machine; fail under CI, where the service must be there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is required under CI: {reason}")
+    pytest.skip(f"{name} unavailable: {reason}")
+
+
+POSTGRES_DSN = os.environ.get("VEIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test, dropped afterwards (skip or fail per require_service)."""
+    try:
+        import psycopg
+    except ImportError:
+        require_service("psycopg", "install the dev group (uv sync)")
+    schema = f"veil_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_DSN, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", f"{POSTGRES_DSN}: {type(exc).__name__}")
+    yield schema
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
