@@ -5,7 +5,8 @@
 Run: uv run python benchmarks/vault_throughput.py [--values 4000]
 
 Backends measured: memory, SQLite (the embedded default, WAL, durability "process") and
-PostgreSQL (127.0.0.1:5432, database test; skipped, saying so, when the server is down).
+PostgreSQL (127.0.0.1:5432, database test) and Redis (127.0.0.1:6379); a server that is down is
+skipped, saying so.
 """
 
 from __future__ import annotations
@@ -91,6 +92,24 @@ def main() -> None:
                     connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         except Exception as exc:
             print(f"PostgreSQL skipped: {type(exc).__name__}: {exc}")
+
+        try:
+            import redis
+
+            from veil.vault.redis import RedisVault
+
+            url = "redis://127.0.0.1:6379/0"
+            for threads in (1, 8):
+                prefix = f"veilbench{threads}"
+                client = redis.Redis.from_url(url)
+                for key in client.scan_iter(f"{prefix}:*"):
+                    client.delete(key)
+                puts, gets = measure(lambda prefix=prefix: RedisVault(url, prefix=prefix), args.values, threads)
+                rows.append(("redis", threads, puts, gets))
+                for key in client.scan_iter(f"{prefix}:*"):
+                    client.delete(key)
+        except Exception as exc:  # a benchmark reports and goes on
+            print(f"Redis skipped: {type(exc).__name__}: {exc}")
 
         veil = Veil.open(Path(home) / "session", audit_traffic=False)
         session = veil.session("bench")

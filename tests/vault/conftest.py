@@ -10,14 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from services import POSTGRES_DSN, postgres_schema
+from services import POSTGRES_DSN, REDIS_URL, postgres_schema, redis_prefix
 
 from veil.vault import MemoryVault, SQLiteVault, Vault
 
 VaultFactory = Callable[[], Vault]
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
 def vault_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VaultFactory]:
     """A factory of vaults that share one store (two factories' vaults see the same data)."""
     opened: list[Vault] = []
@@ -34,7 +34,7 @@ def vault_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Va
             vault = SQLiteVault(path)
             opened.append(vault)
             return vault
-    else:
+    elif request.param == "postgres":
         from veil.vault.postgres import PostgresVault
 
         schemas = postgres_schema()
@@ -42,6 +42,16 @@ def vault_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Va
 
         def make() -> Vault:
             vault = PostgresVault(POSTGRES_DSN, schema=schema, pool_size=4)
+            opened.append(vault)
+            return vault
+    else:
+        from veil.vault.redis import RedisVault
+
+        schemas = redis_prefix()
+        prefix = next(schemas)
+
+        def make() -> Vault:
+            vault = RedisVault(REDIS_URL, prefix=prefix)
             opened.append(vault)
             return vault
 

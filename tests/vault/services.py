@@ -34,3 +34,25 @@ def postgres_schema() -> Iterator[str]:
     yield schema
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+REDIS_URL = os.environ.get("VEIL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def redis_prefix() -> Iterator[str]:
+    """A fresh key prefix for one test, its keys deleted afterwards (skip or fail per require_service)."""
+    try:
+        import redis
+    except ImportError:
+        require_service("redis-py", "install the dev group (uv sync)")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        require_service("Redis", f"{REDIS_URL}: {type(exc).__name__}")
+    prefix = f"veiltest{uuid.uuid4().hex[:12]}"
+    yield prefix
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

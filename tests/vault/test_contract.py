@@ -122,7 +122,11 @@ def test_concurrent_writers_never_give_a_value_two_tokens(vault_factory) -> None
     assert all(len(tokens) == 1 for tokens in by_value.values())
     assert all(len(values) == 1 for values in by_token.values())
     assert len(by_value) == 25
-    assert sorted(int(t.strip("{}").split("_")[1]) for t in by_token) == list(range(1, 26))
+    numbers = sorted(int(t.strip("{}").split("_")[1]) for t in by_token)
+    # Distinct numbers from 1 up; a backend may leave a gap where two writers raced for one
+    # value (Redis burns the loser's number), never reuse one.
+    assert len(set(numbers)) == 25
+    assert numbers[0] >= 1
 
 
 def test_a_second_handle_on_the_same_store_sees_committed_mappings(vault_factory) -> None:  # type: ignore[no-untyped-def]

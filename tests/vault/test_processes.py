@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import POSTGRES_DSN, postgres_schema
+from services import POSTGRES_DSN, REDIS_URL, postgres_schema, redis_prefix
 
 from veil.crypto import LocalKeyFileProvider
 from veil.session import Veil
@@ -22,6 +22,10 @@ VALUES = 100
 def _open(kind: str, where: str) -> Vault:
     if kind == "sqlite":
         return SQLiteVault(where)
+    if kind == "redis":
+        from veil.vault.redis import RedisVault
+
+        return RedisVault(REDIS_URL, prefix=where)
     from veil.vault.postgres import PostgresVault
 
     return PostgresVault(POSTGRES_DSN, schema=where, pool_size=2)
@@ -38,14 +42,14 @@ def _worker(kind: str, where: str, keys: str, seed: int) -> list[tuple[str, str]
     return pairs
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     if request.param == "sqlite":
         yield "sqlite", str(tmp_path / "vault.db")
         return
-    schemas = postgres_schema()
-    yield "postgres", next(schemas)
-    next(schemas, None)
+    names = postgres_schema() if request.param == "postgres" else redis_prefix()
+    yield request.param, next(names)
+    next(names, None)
 
 
 def test_processes_sharing_a_vault_never_split_or_merge_tokens(store: tuple[str, str], tmp_path: Path) -> None:
