@@ -96,17 +96,18 @@ class KeyRing:
     def __init__(self, provider: KeyProvider, store: DataKeyStore) -> None:
         self.provider = provider
         self.store = store
-        self._plain: dict[str, bytes] = {}
+        self._plain: dict[str, tuple[str, bytes]] = {}  # key id → (tenant, unwrapped key)
         self._active: dict[tuple[str, Purpose], DataKey] = {}
         self._lock = threading.Lock()
 
     # -- data keys ------------------------------------------------------------------------
 
     def _unwrap(self, key: DataKey) -> bytes:
-        plain = self._plain.get(key.key_id)
-        if plain is None:
-            plain = self.provider.unwrap(key.kek, key.wrapped, _wrap_aad(key.key_id, key.tenant, key.purpose))
-            self._plain[key.key_id] = plain
+        cached = self._plain.get(key.key_id)
+        if cached is not None:
+            return cached[1]
+        plain = self.provider.unwrap(key.kek, key.wrapped, _wrap_aad(key.key_id, key.tenant, key.purpose))
+        self._plain[key.key_id] = (key.tenant, plain)
         return plain
 
     def _active_key(self, tenant: str, purpose: Purpose) -> DataKey:
@@ -128,7 +129,7 @@ class KeyRing:
         plain = os.urandom(KEY_BYTES)
         kek = self.provider.current()
         wrapped = self.provider.wrap(kek, plain, _wrap_aad(key_id, tenant, purpose))
-        self._plain[key_id] = plain
+        self._plain[key_id] = (tenant, plain)
         return DataKey(key_id, tenant, purpose, wrapped, kek, time.time())
 
     def _key_by_id(self, tenant: str, key_id: str) -> DataKey:
@@ -149,12 +150,13 @@ class KeyRing:
         return Sealed(key.key_id, seal(self._unwrap(key), plaintext, aad))
 
     def decrypt(self, tenant: str, sealed: Sealed, aad: bytes, *, what: str = "vault record") -> bytes:
-        plain = self._plain.get(sealed.key_id)
-        if plain is None:
-            key = self._key_by_id(tenant, sealed.key_id)
-            if key.tenant != tenant:  # pragma: no cover - _key_by_id filters by tenant
-                raise KeyUnavailable("data key belongs to another tenant")
-            plain = self._unwrap(key)
+        cached = self._plain.get(sealed.key_id)
+        if cached is not None:
+            owner, plain = cached
+            if owner != tenant:
+                raise KeyUnavailable(f"data key {sealed.key_id} is not a key of this tenant")
+        else:
+            plain = self._unwrap(self._key_by_id(tenant, sealed.key_id))
         return open_sealed(plain, sealed.ciphertext, aad, what=what)
 
     def blind_index(self, tenant: str, kind: str, normalized: str) -> str:
