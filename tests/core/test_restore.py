@@ -127,3 +127,24 @@ def test_streaming_drift_is_reported_at_the_end() -> None:
     assert streaming.drift.dropped == ("{{CA_SIN_1}}",)
     assert streaming.drift.altered == ("{{EMAIL_1}}",)
     assert streaming.drift.invented == ("{{PHONE_9}}",)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunked())
+def test_streamed_tool_call_arguments_restore_like_unary_with_json_escaping(case: tuple[str, list[str]]) -> None:
+    import json
+
+    escape = lambda value: json.dumps(value)[1:-1]  # noqa: E731
+    text, chunks = case
+    expected = restorer(lenient=True, escape=escape).restore(text).text
+    streaming = StreamingRestorer(restorer(lenient=True, escape=escape))
+    shown = ""
+    for chunk in chunks:
+        shown += streaming.feed(chunk)
+        assert expected.startswith(shown)
+    assert shown + streaming.flush() == expected
+    # and inside a JSON document, the restored arguments still parse, quotes and backslashes included
+    document = '{"to": "' + "{{PHONE_2}}" + '"}'
+    stream = StreamingRestorer(restorer(escape=escape))
+    out = "".join(stream.feed(document[i : i + 3]) for i in range(0, len(document), 3)) + stream.flush()
+    assert json.loads(out) == {"to": VALUES["{{PHONE_2}}"]}
