@@ -242,3 +242,19 @@ def test_ipv6_with_an_embedded_ipv4_is_one_span(engine: veil.Engine, ip: str) ->
 @pytest.mark.parametrize("text", ["IP 2001::db8::1", "ip 2001::25de::cade", "ip 1:2:3:4:5:6:7:8:9"])
 def test_tail_of_an_invalid_ipv6_address_is_not_reported(engine: veil.Engine, text: str) -> None:
     assert found(engine, text) == []
+
+
+def test_the_north_american_shortcut_agrees_with_libphonenumber() -> None:
+    import random
+
+    import phonenumbers
+
+    from veil.detect.rules.contact import _nanp_assigned
+
+    rng = random.Random(11)
+    for _ in range(3000):
+        area, exchange = f"{rng.randint(2, 9)}{rng.randint(0, 99):02d}", f"{rng.randint(2, 9)}{rng.randint(0, 99):02d}"
+        national = f"{area}{exchange}{rng.randint(0, 9999):04d}"
+        number = phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
+        expected = any(phonenumbers.is_valid_number_for_region(number, region) for region in ("CA", "US"))
+        assert _nanp_assigned(national) == expected, national

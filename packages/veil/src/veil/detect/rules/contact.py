@@ -81,16 +81,30 @@ _NANP_DIGIT_COUNTS = frozenset({7, 10, 11})
 _TRUNK_REGIONS = ("FR", "BE", "CH", "GB", "DE", "NL", "ES", "IT")
 
 
-@lru_cache(maxsize=16384)
-def _nanp_assigned(npa_nxx: str) -> bool:
-    """Whether a North American area code and exchange are assigned in Canada or the United States.
+_NUMBER_TYPES = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "personal_number", "voip",
+                 "pager", "uan", "voicemail")  # fmt: skip
 
-    libphonenumber's CA and US patterns depend on these six digits only (the line number never
-    changes the answer), so the answer is cached per exchange: a few thousand entries at most."""
-    import phonenumbers  # noqa: PLC0415 - 20 ms of import, paid only when a candidate shows up
 
-    number = phonenumbers.PhoneNumber(country_code=1, national_number=int(npa_nxx + "0000"))
-    return any(phonenumbers.is_valid_number_for_region(number, region) for region in _NANP_VALID)
+@lru_cache(maxsize=1)
+def _nanp_pattern() -> re.Pattern[str]:
+    """libphonenumber's own patterns for the numbers assigned in Canada and the United States,
+    as one compiled regex over the ten national digits: the same answer as
+    `is_valid_number_for_region` (checked against it in the tests), at a hundredth of the cost."""
+    from phonenumbers import PhoneMetadata  # noqa: PLC0415 - 20 ms of import, paid on first use
+
+    patterns = []
+    for region in _NANP_VALID:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        for number_type in _NUMBER_TYPES:
+            description = getattr(metadata, number_type, None)
+            if description is not None and description.national_number_pattern:
+                patterns.append(description.national_number_pattern)
+    return re.compile("(?:" + "|".join(patterns) + ")")
+
+
+def _nanp_assigned(national: str) -> bool:
+    """Whether a ten-digit North American number is assigned in Canada or the United States."""
+    return _nanp_pattern().fullmatch(national) is not None
 
 
 @lru_cache(maxsize=4096)
@@ -114,7 +128,7 @@ def _phone_validity(candidate: str) -> int:
         return 0
     if national[0] in "01" or national[3] in "01":
         return 1  # the right length, not an assignable number
-    return 2 if _nanp_assigned(national[:6]) else 1
+    return 2 if _nanp_assigned(national) else 1
 
 
 def _international_validity(candidate: str, regions: tuple[str | None, ...]) -> int:
@@ -152,6 +166,16 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
     candidate = text[start:end]
     if _IPV4_SHAPE.fullmatch(candidate):
         return None
+    # Most candidates are a phone as written, or plainly not one: decide those without the search.
+    digit_count = sum(ch.isdigit() for ch in candidate)
+    if digit_count < 7:
+        return None
+    if (
+        candidate.count("(") == candidate.count(")")
+        and not _inside_dashed_number(text, start, end)
+        and _phone_validity(candidate) == 2
+    ):
+        return start, end
     groups = [(m.start(), m.end()) for m in _PHONE_GROUP.finditer(candidate)]
     digits_before = [0]
     for group_start, group_end in groups:
