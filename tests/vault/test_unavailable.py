@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,21 @@ def test_an_unwritable_sqlite_location_is_vault_unavailable(tmp_path: Path) -> N
     blocker.write_text("")
     with pytest.raises((VaultUnavailable, OSError)):
         SQLiteVault(blocker / "vault.db")
+
+
+@pytest.mark.parametrize(
+    ("module", "extra", "missing"),
+    [("veil.vault.postgres", "postgres", "psycopg_pool"), ("veil.vault.redis", "redis", "redis")],
+)
+def test_a_missing_extra_is_named_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, module: str, extra: str, missing: str
+) -> None:
+    import importlib
+
+    from veil.errors import ConfigError
+
+    backend = importlib.import_module(module)  # importing the module needs no driver
+    monkeypatch.setitem(sys.modules, missing, None)  # as if the extra were not installed
+    opener = backend.PostgresVault if extra == "postgres" else backend.RedisVault
+    with pytest.raises(ConfigError, match=rf"pip install 'veil\[{extra}\]'"):
+        opener("postgresql://unused" if extra == "postgres" else "redis://unused")

@@ -80,6 +80,11 @@ class Vault(Protocol):
 
         Returns (token, created). A new token's number is the next one for (tenant, scope,
         entity); `mapping.seal(token)` seals the value; the row is committed before returning.
+
+        `seal` may run inside the backend's write transaction or scope lock, and for a token that
+        is then not used (a concurrent writer stored the value first, or the write is retried; a
+        number may so be skipped, never reused): it must not write to the vault itself — get the
+        tenant's data keys ready first (`KeyRing.prepare`).
         """
         ...
 

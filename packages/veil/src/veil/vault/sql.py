@@ -16,7 +16,7 @@ from typing import Any
 from veil.crypto.envelope import Sealed
 from veil.crypto.keyring import DataKey
 from veil.crypto.keys import KeyRef
-from veil.errors import IntegrityError
+from veil.errors import IntegrityError, VaultError
 from veil.vault.base import NewMapping, TokenFactory, VaultRecord
 
 COLUMNS = "tenant, scope, token, entity, blind_index, key_id, ciphertext, subject, created, expires"
@@ -74,6 +74,11 @@ class SQLVault:
 
     def _sql(self, text: str) -> str:
         return text.replace("?", self.mark) if self.mark != "?" else text
+
+    def _whole_scope(self, tenant: str, scope: str) -> tuple[str, tuple[object, ...]]:
+        """The condition selecting every row of a scope, and its parameters (a backend may add a
+        term that steers the query to its scope index)."""
+        return "tenant = ? AND scope = ?", (tenant, scope)
 
     # -- Vault ----------------------------------------------------------------------------------
 
@@ -159,12 +164,13 @@ class SQLVault:
         return str(rows[0][0]) if rows else None
 
     def records(self, tenant: str, scope: str) -> list[VaultRecord]:
+        where, params = self._whole_scope(tenant, scope)
         rows = self._query(
             self._sql(
-                f"SELECT {COLUMNS} FROM {self.mappings} WHERE tenant = ? AND scope = ? "
+                f"SELECT {COLUMNS} FROM {self.mappings} WHERE {where} "
                 f"AND (expires IS NULL OR expires > ?) ORDER BY {self.record_order}"
             ),
-            (tenant, scope, time.time()),
+            (*params, time.time()),
         )
         return [decode_record(row) for row in rows]
 
@@ -173,7 +179,7 @@ class SQLVault:
             return int(connection.execute(self._sql(f"DELETE FROM {self.mappings} WHERE {where}"), params).rowcount)
 
     def erase_scope(self, tenant: str, scope: str) -> int:
-        return self._delete("tenant = ? AND scope = ?", (tenant, scope))
+        return self._delete(*self._whole_scope(tenant, scope))
 
     def erase_subject(self, tenant: str, subject: str) -> int:
         return self._delete("tenant = ? AND subject = ?", (tenant, subject))
@@ -219,6 +225,12 @@ class SQLVault:
 
     def replace_data_key(self, key: DataKey) -> None:
         with self._write() as connection:
+            active = self._active_key(connection, key.tenant, key.purpose) if key.active else None
+            if active is not None and active[0] != key.key_id:
+                # The partial unique index would refuse it too, as a driver error: say it plainly.
+                raise VaultError(
+                    f"data key {key.key_id} cannot be made active: the tenant already has an active {key.purpose} key"
+                )
             connection.execute(
                 self._sql(
                     f"UPDATE {self.data_keys_table} SET wrapped = ?, kek_id = ?, kek_version = ?, active = ? "
