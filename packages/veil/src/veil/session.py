@@ -35,7 +35,7 @@ from veil.restore import Drift, Restored, Restorer, StreamingRestorer, token_sha
 from veil.reveal import ApprovalStore, DualControl, RevealPolicy
 from veil.structured import DESCRIPTIVE_KEYS, is_messages, map_json, map_messages
 from veil.surrogates import SurrogateRestorer, SurrogateStreamingRestorer, make_surrogate
-from veil.tokens import format_token
+from veil.tokens import TOKEN_RE, format_token
 from veil.vault.base import NewMapping, Vault, get_or_create_many
 from veil.vault.memory import MemoryVault
 
@@ -44,6 +44,9 @@ DEFAULT_TENANT = "default"
 LITERAL_ENTITY = "VEIL_LITERAL"
 """The entity of token-shaped text found in an input (`{{EMAIL_1}}` typed by a user): it becomes
 a token of its own, so that it comes back as written instead of being taken for a token."""
+
+KEPT_ENTITY = "VEIL_KEPT"
+"""Marks a token of the scope kept as it is by `anonymize(..., keep_tokens=True)`; never stored."""
 
 
 def value_aad(tenant: str, scope: str, token: str) -> bytes:
@@ -247,35 +250,57 @@ class Session:
         return seal
 
     def _anonymize_text(self, text: str, path: tuple[str | int, ...], language: LanguageOption | None,
-                        out: list[Replacement]) -> str:  # fmt: skip
+                        out: list[Replacement], keep_tokens: bool = False) -> str:  # fmt: skip
         spans = self.veil.engine.detect(text, language)
         braced, bare = token_shaped(text)
         if bare:
             self._literal_bare.update(bare)
         if braced:
-            spans = resolve_overlaps([*spans, *(Span(s, e, LITERAL_ENTITY, 1.0, "veil") for s, e in braced)])
+            spans = resolve_overlaps([*spans, *(self._braced_span(text, s, e, keep_tokens) for s, e in braced)])
         if not spans:
             return text
-        tokens = self.tokens_for([(span.entity, text[span.start : span.end]) for span in spans])
+        replaced = [span for span in spans if span.entity != KEPT_ENTITY]
+        tokens = iter(self.tokens_for([(span.entity, text[span.start : span.end]) for span in replaced]))
         pieces: list[str] = []
         position = 0
-        for span, token in zip(spans, tokens, strict=True):
+        for span in spans:
             pieces.append(text[position : span.start])
+            if span.entity == KEPT_ENTITY:
+                token = text[span.start : span.end]
+            else:
+                token = next(tokens)
+                out.append(Replacement(path, span, token))
             pieces.append(token)
             position = span.end
-            out.append(Replacement(path, span, token))
             self._sent.setdefault(token)
         pieces.append(text[position:])
         return "".join(pieces)
 
+    def _braced_span(self, text: str, start: int, end: int, keep_tokens: bool) -> Span:
+        """A token-shaped string found in an input: a literal, or (with `keep_tokens`) a token of
+        this scope kept as it is."""
+        if keep_tokens and TOKEN_RE.fullmatch(text, start, end) and self.value_of(text[start:end]) is not None:
+            return Span(start, end, KEPT_ENTITY, 1.0, "veil")
+        return Span(start, end, LITERAL_ENTITY, 1.0, "veil")
+
     def anonymize(
-        self, value: Any, *, language: LanguageOption | None = None, skip_keys: frozenset[str] = DESCRIPTIVE_KEYS
+        self,
+        value: Any,
+        *,
+        language: LanguageOption | None = None,
+        skip_keys: frozenset[str] = DESCRIPTIVE_KEYS,
+        keep_tokens: bool = False,
     ) -> Anonymized:
-        """Anonymize a text, a list of chat messages, or any JSON value (every string leaf)."""
+        """Anonymize a text, a list of chat messages, or any JSON value (every string leaf).
+
+        With `keep_tokens`, a token of this scope found in the input (`{{EMAIL_1}}` in a document
+        anonymized earlier in the same collection, now part of a prompt) is kept as it is, and
+        restores to its value, instead of becoming a literal of its own. This reveals nothing new:
+        restore already turns any token of the scope the model writes into its value."""
         found: list[Replacement] = []
 
         def leaf(text: str, path: tuple[str | int, ...]) -> str:
-            return self._anonymize_text(text, path, language, found)
+            return self._anonymize_text(text, path, language, found, keep_tokens)
 
         if isinstance(value, str):
             result: Any = leaf(value, ())
