@@ -18,9 +18,10 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests, Embeddi
 from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests
 from veil_langchain import VeilChatModel, VeilEmbeddings
 
-from veil import Veil
+from veil import Engine, Veil
+from veil.detect import BUILTIN_RULES, RuleDetector
 
-SHARED_VEIL = Veil()
+SHARED_VEIL = Veil(engine=Engine(detectors=[RuleDetector(BUILTIN_RULES)]))
 
 
 class TestVeilChatModelUnit(ChatModelUnitTests):
