@@ -1,0 +1,40 @@
+"""Shared by the Haystack tests: no telemetry (no network), canary values, a fresh tenant per test.
+
+Components built from equal VeilConfigs share one Veil per process (by design); each test takes a
+tenant of its own so that no test sees another's mappings.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"  # before haystack is imported: it would post events
+
+import pytest
+from veil_haystack import VeilConfig
+
+EMAIL = "marie.tremblay@exemple.qc.ca"
+PHONE = "+1 514 872 3456"
+SIN = "130 692 544"
+CARD = "4111 1111 1111 1111"
+CANARIES = (EMAIL, PHONE, SIN, CARD)
+# A value may also leak with its separators changed.
+COMPACT = tuple("".join(ch for ch in value if ch.isalnum()) for value in (PHONE, SIN, CARD))
+
+
+def assert_no_canary(texts: object) -> None:
+    """None of the canary values, in any spacing, occurs in what an upstream model or store received."""
+    blob = texts if isinstance(texts, str) else "\n".join(map(str, texts))  # type: ignore[call-overload]
+    squeezed = "".join(ch for ch in blob if ch.isalnum())
+    for value in CANARIES:
+        assert value not in blob, "a canary value reached the upstream"
+    for value in COMPACT:
+        assert value not in squeezed, "a canary value reached the upstream"
+    assert "marie.tremblay" not in blob
+
+
+@pytest.fixture
+def config() -> VeilConfig:
+    """In-memory settings under a tenant of this test's own."""
+    return VeilConfig(tenant=f"test-{uuid.uuid4().hex[:12]}")
