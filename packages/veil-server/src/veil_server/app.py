@@ -1,0 +1,88 @@
+"""`create_app(settings)`: the FastAPI application of the gateway. No module-level state: each
+call builds its own Gateway (veil, vault, providers, metrics), so tests build as many as they like.
+
+    uvicorn --factory veil_server.app:app_from_environment    # settings from $VEIL_CONFIG and VEIL_*
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+import httpx
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from veil_server import __version__
+from veil_server.auth import Authenticator
+from veil_server.errors import install_error_handlers
+from veil_server.gateway import Gateway
+from veil_server.middleware import GuardMiddleware
+from veil_server.routes import anonymize, chat, completions, embeddings, health, models
+from veil_server.settings import Settings
+
+log = logging.getLogger("veil_server")
+
+DESCRIPTION = """\
+An anonymizing gateway in front of OpenAI-compatible models. Clients change only their `base_url`.
+
+Every message, tool-call argument and tool result sent upstream is anonymized (personal data
+replaced by tokens such as `{{EMAIL_1}}`); the answer, streamed or not, is restored before it
+reaches the client. Responses carry a `veil` block (`anonymized`, `pii_count`, `pii_types`,
+`drift`, and `mapping` for keys with the `mapping:read` scope).
+
+veil extensions: header `X-Anonymize: true|false` or body `anonymize`; `X-Anonymize-Mode` or
+`anonymize_mode` (`strict` | `permissive`); `X-Veil-Scope` or `veil_scope` (the conversation or
+collection whose tokens to use). Errors are OpenAI error objects.
+"""
+
+
+class VeilServer(FastAPI):
+    """FastAPI with the guard (body limit, metrics, last-resort errors) outside everything else."""
+
+    guard_options: dict[str, Any]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return GuardMiddleware(super().build_middleware_stack(), **self.guard_options)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+) -> FastAPI:
+    """The gateway for `settings` (default: `Settings.load()`). `authenticator` replaces the static
+    keys of the configuration; `transports` replace a provider's HTTP transport (by provider name)."""
+    settings = settings if settings is not None else Settings.load()
+    gateway = Gateway(settings, authenticator=authenticator, transports=transports)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load the detectors (NER models, when enabled) before the first request, not during it.
+        await anyio.to_thread.run_sync(gateway.warm)
+        yield
+        await gateway.aclose()
+
+    app = VeilServer(
+        title="veil gateway",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.guard_options = {"max_body_bytes": settings.server.max_body_bytes, "metrics": gateway.metrics}
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    for module in (chat, completions, embeddings, models, anonymize, health):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """For `uvicorn --factory` and worker processes: settings from $VEIL_CONFIG and VEIL_* variables."""
+    return create_app(Settings.load())

@@ -1,0 +1,101 @@
+"""POST /v1/chat/completions: anonymize the conversation, call the model, restore its answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from veil_server.auth import Principal
+from veil_server.conversation import Turn, decide, not_anonymized_block, strip_veil_fields
+from veil_server.errors import ApiError
+from veil_server.gateway import Gateway
+from veil_server.routes import gateway_of, principal, request_size
+from veil_server.schemas import ChatCompletionRequest
+from veil_server.stream import relay
+
+router = APIRouter(tags=["OpenAI-compatible"])
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def start_turn(
+    gateway: Gateway, request: Request, caller: Principal, body: dict[str, Any], *, scope: str | None = None
+) -> tuple[Turn | None, Any]:
+    """Decide and, if anonymizing, open the request's session. Returns (turn or None, decision)."""
+    decision = decide(request, body, caller)
+    if not decision.anonymize:
+        return None, decision
+    chosen = decision.scope or scope
+    session = gateway.session(caller.tenant, chosen, decision.mode)
+    turn = Turn(session, named_scope=chosen is not None, show_mapping=caller.allows("mapping:read"))
+    return turn, decision
+
+
+def record_pii(gateway: Gateway, turn: Turn | None, endpoint: str, started: float) -> None:
+    gateway.metrics.anonymize_seconds.labels(endpoint).observe(time.perf_counter() - started)
+    if turn is not None:
+        for replacement in turn.replacements:
+            gateway.metrics.pii.labels(replacement.span.entity).inc()
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="Create a chat completion (anonymized, restored)",
+    response_model=None,
+    responses={200: {"description": "A chat.completion object with a `veil` block, or an SSE stream of "
+                     "chat.completion.chunk objects ending with `data: [DONE]`."}},
+)  # fmt: skip
+async def create_chat_completion(
+    payload: ChatCompletionRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
+) -> Response:
+    caller.require("chat")
+    gateway = gateway_of(request)
+    body = payload.model_dump(exclude_unset=True)
+    model, provider = gateway.model(payload.model, "chat")
+    started = time.perf_counter()
+    turn, _ = await start_turn(gateway, request, caller, body)
+    outbound = strip_veil_fields(body)
+    outbound["model"] = model.upstream or payload.model
+    if turn is not None:
+        anonymizing = turn
+        outbound = await gateway.run(
+            lambda: anonymizing.anonymize_chat(outbound), size=request_size(request), named=turn.named_scope
+        )
+    record_pii(gateway, turn, "/v1/chat/completions", started)
+    upstream_started = time.perf_counter()
+    if payload.stream:
+        try:
+            upstream = await provider.open_stream("/chat/completions", outbound)
+        except ApiError as exc:
+            gateway.metrics.upstream_errors.labels(provider.name, str(exc.status)).inc()
+            raise
+        gateway.metrics.upstream_latency.labels(provider.name).observe(time.perf_counter() - upstream_started)
+        stream = relay(upstream, turn, kind="chat", metrics=gateway.metrics, endpoint="/v1/chat/completions")
+        return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
+    try:
+        answer = await provider.post("/chat/completions", outbound)
+    except ApiError as exc:
+        gateway.metrics.upstream_errors.labels(provider.name, str(exc.status)).inc()
+        raise
+    gateway.metrics.upstream_latency.labels(provider.name).observe(time.perf_counter() - upstream_started)
+    if turn is None:
+        answer["veil"] = not_anonymized_block()
+        return JSONResponse(answer)
+    restoring = turn
+
+    def restore() -> dict[str, Any]:
+        choices = answer.get("choices")
+        if isinstance(choices, list):
+            answer["choices"] = [
+                {**choice, "message": restoring.restore_chat_message(choice["message"])}
+                if isinstance(choice, dict) and isinstance(choice.get("message"), dict)
+                else choice
+                for choice in choices
+            ]
+        answer["veil"] = restoring.block()
+        return answer
+
+    return JSONResponse(await gateway.run(restore, named=turn.named_scope))

@@ -1,0 +1,53 @@
+"""GET /healthz (the process answers), /readyz (vault and upstreams reachable), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from veil_server.errors import ApiError
+from veil_server.routes import gateway_of
+
+router = APIRouter(tags=["Operations"])
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the vault and every upstream answer", response_model=None)
+async def readyz(request: Request) -> Response:
+    gateway = gateway_of(request)
+    checks: dict[str, Any] = {}
+    ready = True
+
+    def vault_check() -> None:
+        # A lookup of a token that cannot exist: exercises the backend's connection, reads nothing.
+        gateway.veil.vault.lookup(gateway.veil.tenant, "__readyz__", "{{READYZ_1}}")
+
+    try:
+        await anyio.to_thread.run_sync(vault_check)
+        checks["vault"] = "ok"
+    except Exception as exc:
+        checks["vault"] = f"unavailable ({type(exc).__name__})"
+        ready = False
+    for name, provider in gateway.providers.items():
+        try:
+            response = await provider.get("/models")
+            checks[f"upstream:{name}"] = "ok" if response.status_code < 500 else f"status {response.status_code}"
+            ready = ready and response.status_code < 500
+        except ApiError as exc:
+            checks[f"upstream:{name}"] = exc.code or "unavailable"
+            ready = False
+    return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
+                        status_code=200 if ready else 503)  # fmt: skip
+
+
+@router.get("/metrics", summary="Prometheus metrics (no personal data in labels)")
+async def metrics(request: Request) -> Response:
+    return Response(gateway_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,163 @@
+"""Request and response shapes (pydantic), for validation at the edge and for /openapi.json.
+
+Request models accept unknown fields (`extra="allow"`): OpenAI adds parameters often, and the
+gateway forwards what it does not know to the upstream unchanged (after anonymizing its strings).
+The veil extensions are documented on each model: `anonymize`, `anonymize_mode`, `veil_scope`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["strict", "permissive"]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class VeilExtensions(BaseModel):
+    anonymize: bool | None = Field(
+        None,
+        description="veil: anonymize this request (default: the API key's policy, on). "
+        "The `X-Anonymize: true|false` header does the same; the body wins.",
+    )
+    anonymize_mode: Mode | None = Field(
+        None,
+        description="veil: `strict` (maximal recall) or `permissive` (precision). Header: `X-Anonymize-Mode`.",
+    )
+    veil_scope: str | None = Field(
+        None,
+        description="veil: the scope (conversation or collection) whose tokens to use, in the caller's tenant. "
+        "Header: `X-Veil-Scope`. Default: a fresh in-memory scope for this request only "
+        "(embeddings: the server's collection scope).",
+        max_length=200,
+    )
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(VeilExtensions, _Open):
+    """OpenAI's CreateChatCompletionRequest; unknown fields are passed through to the upstream."""
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+
+
+class CompletionRequest(VeilExtensions, _Open):
+    """OpenAI's CreateCompletionRequest (legacy completions)."""
+
+    model: str
+    prompt: str | list[str] | list[int] | list[list[int]]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = None
+    n: int | None = Field(None, ge=1, le=128)
+    user: str | None = None
+
+
+class EmbeddingRequest(VeilExtensions, _Open):
+    """OpenAI's CreateEmbeddingRequest. Inputs are anonymized in a collection scope (consistent tokens)."""
+
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+
+class VeilBlock(BaseModel):
+    """The `veil` block added to every response (and to the last chunk of a stream)."""
+
+    anonymized: bool
+    pii_count: int = Field(description="Values replaced by tokens in what was sent upstream.")
+    pii_types: list[str] = Field(description="Their entity types.")
+    scope: str | None = Field(None, description="The named scope used, if any.")
+    drift: dict[str, list[str]] | None = Field(
+        None, description="Tokens the model dropped, altered (mangled, restored anyway) or invented."
+    )
+    mapping: dict[str, str] | None = Field(None, description="token → value; only for keys with `mapping:read`.")
+
+
+class AnonymizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="The text to anonymize.")
+    scope: str | None = Field(
+        None, max_length=200, description="Keep the mapping in this scope of the vault (else returned only)."
+    )
+    existing_mapping: dict[str, str] | None = Field(
+        None, description="A mapping returned earlier (token → value): its values keep their tokens."
+    )
+    mode: Mode | None = None
+    language: Literal["en", "fr", "auto"] | None = None
+    process_with_llm: bool = Field(False, description="Also send the anonymized text to `model` as a user message.")
+    model: str | None = Field(None, description="The chat model for `process_with_llm`.")
+
+
+class LlmResult(BaseModel):
+    model: str
+    raw_content: str | None = Field(description="The model's answer as it came back (tokens).")
+    content: str | None = Field(description="The model's answer restored.")
+
+
+class AnonymizeResponse(BaseModel):
+    anonymized_text: str
+    mapping: dict[str, str]
+    pii_count: int
+    pii_types: list[str]
+    scope: str | None = None
+    llm: LlmResult | None = None
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    mapping: dict[str, str] | None = Field(None, description="token → value, as returned by POST /v1/anonymize.")
+    scope: str | None = Field(None, max_length=200, description="Or: restore from this scope of the vault.")
+
+
+class RestoreResponse(BaseModel):
+    text: str
+    restored_count: int
+    drift: dict[str, list[str]]
+
+
+class ScanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    mode: Mode | None = None
+    language: Literal["en", "fr", "auto"] | None = None
+    entities: list[str] | None = Field(None, description="Report only these entities.")
+
+
+class ScanSpan(BaseModel):
+    start: int = Field(description="Offset of the first character (Unicode code points).")
+    end: int
+    entity: str
+    score: float
+    text: str
+
+
+class ScanResponse(BaseModel):
+    spans: list[ScanSpan]
+    pii_count: int
+    pii_types: list[str]

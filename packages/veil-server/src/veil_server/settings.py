@@ -1,0 +1,249 @@
+"""The server's settings: `veil.toml` plus environment variables, validated once at start-up.
+
+    [server]                          # VEIL_SERVER__PORT=9000 … (environment wins over the file)
+    host = "127.0.0.1"
+    port = 8000
+    max_body_bytes = 4_194_304        # larger bodies: 413
+
+    [[server.keys]]                   # static API keys (none: the server is open, for local trials)
+    key_sha256 = "…"                  # hex SHA-256 of the key (or `key_env = "MY_KEY_VARIABLE"`)
+    tenant = "default"
+    scopes = ["chat", "embeddings", "anonymize", "scan"]
+
+    [vault]
+    url = ".veil"                     # a directory (SQLite + key file), "memory", postgresql://…, redis://…
+
+    [policy]                          # the core's policy table (veil.Policy.from_mapping)
+    mode = "strict"
+
+    [providers.openai]
+    base_url = "https://api.openai.com/v1"
+    api_key_env = "OPENAI_API_KEY"
+
+    [models."gpt-4o-mini"]
+    provider = "openai"
+    context_length = 128000
+
+With no `[models]`, the built-in `echo` provider serves the models `echo` and `echo-embedding`,
+so that `veil serve` shows a full round trip on a fresh machine. `VEIL_API_KEY` is a shortcut
+for one static key of the default tenant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ECHO_PROVIDER = "echo"
+
+SCOPES = frozenset({"chat", "embeddings", "anonymize", "scan", "models", "mapping:read", "admin"})
+DEFAULT_SCOPES = ("chat", "embeddings", "anonymize", "scan", "models")
+
+_SCOPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeyPolicy(_Strict):
+    """What a key's requests get when they do not say: anonymization on or off, and its mode."""
+
+    anonymize: bool = True
+    mode: Literal["strict", "permissive"] | None = None
+    allow_opt_out: bool = True
+    """May a request turn anonymization off (`X-Anonymize: false`)?"""
+
+
+class ApiKeySettings(_Strict):
+    """One static API key. Give its SHA-256 (`key_sha256`) or the name of a variable holding it (`key_env`)."""
+
+    key_sha256: str | None = None
+    key_env: str | None = None
+    key: SecretStr | None = None
+    name: str | None = None
+    tenant: str = "default"
+    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES))
+    policy: KeyPolicy = Field(default_factory=KeyPolicy)
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - SCOPES)
+        if unknown:
+            raise ValueError(f"unknown scope(s) {unknown}; known: {sorted(SCOPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKeySettings:
+        given = [self.key_sha256 is not None, self.key_env is not None, self.key is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of key_sha256, key_env or key")
+        if self.key_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.key_sha256):
+            raise ValueError("key_sha256 must be 64 lower-case hex digits (sha256sum of the key)")
+        return self
+
+    def digest(self) -> bytes:
+        """The SHA-256 of the key (what the server keeps in memory and compares)."""
+        if self.key_sha256 is not None:
+            return bytes.fromhex(self.key_sha256)
+        if self.key_env is not None:
+            value = os.environ.get(self.key_env)
+            if not value:
+                raise ValueError(f"server.keys: the environment variable {self.key_env} is not set")
+            return hashlib.sha256(value.encode()).digest()
+        assert self.key is not None
+        return hashlib.sha256(self.key.get_secret_value().encode()).digest()
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    keys: list[ApiKeySettings] = Field(default_factory=list)
+    scope_ttl: float | None = Field(None, gt=0)
+    """Seconds a named scope's mappings live in the vault (None: until erased)."""
+    embeddings_scope: str = "embeddings"
+    """The collection scope of embeddings requests that name none: same value, same token, so retrieval matches."""
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+
+class VaultSettings(_Strict):
+    url: str | None = None
+    """A directory (SQLite vault + key file), "memory", postgresql://… or redis://…
+    (default: $VEIL_HOME, else .veil)."""
+    keys: Literal["file", "env"] = "file"
+    """Where the key-encryption keys come from for PostgreSQL and Redis: a key file in `key_dir`, or VEIL_KEK(S)."""
+    key_dir: str | None = None
+
+
+class ProviderSettings(_Strict):
+    """An OpenAI-compatible upstream (OpenAI, Mistral, vLLM, Ollama, llama.cpp server …)."""
+
+    kind: Literal["openai", "echo"] = "openai"
+    base_url: str = ""
+    api_key_env: str | None = None
+    timeout: float = Field(60.0, gt=0)
+    connect_timeout: float = Field(5.0, gt=0)
+    retries: int = Field(1, ge=0, le=10)
+    """Retries of a failed connection (never of a request the upstream received)."""
+    max_connections: int = Field(100, ge=1)
+    location: str | None = None
+    """Where the provider's servers are (shown in /v1/models): data residency matters for PII."""
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ProviderSettings:
+        if self.kind == "openai" and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http:// or https:// URL (e.g. https://api.openai.com/v1)")
+        return self
+
+    def api_key(self) -> str | None:
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if not value:
+            raise ValueError(f"the environment variable {self.api_key_env} (the provider's API key) is not set")
+        return value
+
+
+class ModelSettings(_Strict):
+    provider: str
+    upstream: str | None = None
+    """The model's name at the provider (default: the same name)."""
+    category: Literal["chat", "completion", "embedding"] = "chat"
+    context_length: int | None = Field(None, ge=1)
+    owned_by: str | None = None
+
+
+def default_models() -> dict[str, ModelSettings]:
+    return {
+        "echo": ModelSettings(provider=ECHO_PROVIDER, category="chat", context_length=32768, owned_by="veil"),
+        "echo-embedding": ModelSettings(
+            provider=ECHO_PROVIDER, category="embedding", context_length=8192, owned_by="veil"
+        ),
+    }
+
+
+class Settings(BaseSettings):
+    """Everything the server needs, from `veil.toml` and `VEIL_*` variables (environment wins)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VEIL_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    vault: VaultSettings = Field(default_factory=VaultSettings)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    api_key: SecretStr | None = None
+    """`VEIL_API_KEY`: one static key for the default tenant, with the default scopes."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if ECHO_PROVIDER not in self.providers:
+            self.providers[ECHO_PROVIDER] = ProviderSettings(kind="echo", location="local (in process)")
+        if not self.models:
+            self.models = default_models()
+        for name, model in self.models.items():
+            if model.provider not in self.providers:
+                raise ValueError(
+                    f"models.{name}.provider: no provider named {model.provider!r}; "
+                    f"configured: {sorted(self.providers)}"
+                )
+        if self.server.workers > 1 and (self.vault.url or "") == "memory":
+            raise ValueError("vault.url = 'memory' cannot be shared by several workers: use a directory or a server")
+        if not _SCOPE_NAME.fullmatch(self.server.embeddings_scope):
+            raise ValueError("server.embeddings_scope: letters, digits and . _ : @ / - only")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Settings from a veil.toml (if given, else `$VEIL_CONFIG` if set), the environment and overrides."""
+        if path is None:
+            path = os.environ.get("VEIL_CONFIG") or None
+        if path is None:
+            return cls(**overrides)
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        from_file = type("Settings", (cls,), {"model_config": {**cls.model_config, "toml_file": path}})
+        return from_file(**overrides)  # type: ignore[no-any-return]
+
+    def key_entries(self) -> list[ApiKeySettings]:
+        keys = list(self.server.keys)
+        if self.api_key is not None:
+            keys.append(ApiKeySettings(key=self.api_key, name="VEIL_API_KEY"))
+        return keys
+
+
+def valid_scope_name(name: str) -> bool:
+    return bool(_SCOPE_NAME.fullmatch(name))
