@@ -12,6 +12,7 @@ from veil_langchain._scope import SCOPE_KEY
 from veil_langchain._values import BinaryContentRefused
 from veil_langchain.chat_models import VeilChatModel
 from veil_langchain.embeddings import VeilEmbeddings
+from veil_langchain.retrievers import VeilDocumentTransformer, VeilRetriever
 from veil_langchain.runnables import RunnableVeil, VeilAnonymizer, VeilRestorer
 
 __version__ = "0.1.0"
@@ -22,7 +23,9 @@ __all__ = [
     "RunnableVeil",
     "VeilAnonymizer",
     "VeilChatModel",
+    "VeilDocumentTransformer",
     "VeilEmbeddings",
     "VeilRestorer",
+    "VeilRetriever",
     "__version__",
 ]

@@ -46,27 +46,33 @@ class BinaryContentRefused(ConfigError):
     """A message carries an image, audio or file block: veil cannot check it for personal data."""
 
 
-def _arguments_text(session: Session, text: str) -> str:
+def _arguments_text(session: Session, text: str, *, keep_tokens: bool = False) -> str:
     """Tool-call arguments as a JSON string (possibly partial or invalid): walked as JSON when it parses."""
-    value: str = session.anonymize({"arguments": text}, skip_keys=NO_KEYS).value["arguments"]
+    value: str = session.anonymize({"arguments": text}, skip_keys=NO_KEYS, keep_tokens=keep_tokens).value["arguments"]
     return value
 
 
 class Anonymizer:
     """Anonymizes LangChain values within one session."""
 
-    def __init__(self, session: Session, *, allow_binary: bool = False) -> None:
+    def __init__(self, session: Session, *, allow_binary: bool = False, keep_tokens: bool = False) -> None:
+        """`keep_tokens`: tokens of the session's scope already in the input (documents anonymized
+        earlier in a collection) stay as they are instead of becoming literals."""
         self.session = session
         self.allow_binary = allow_binary
+        self.keep_tokens = keep_tokens
 
     def text(self, text: str) -> str:
         if not text:
             return text
-        value: str = self.session.anonymize(text).text
+        value: str = self.session.anonymize(text, keep_tokens=self.keep_tokens).text
         return value
 
-    def json(self, value: Any) -> Any:
-        return self.session.anonymize(value, skip_keys=NO_KEYS).value
+    def json(self, value: Any, skip_keys: frozenset[str] = NO_KEYS) -> Any:
+        return self.session.anonymize(value, skip_keys=skip_keys, keep_tokens=self.keep_tokens).value
+
+    def _arguments(self, text: str) -> str:
+        return _arguments_text(self.session, text, keep_tokens=self.keep_tokens)
 
     def block(self, block: Any) -> Any:
         if isinstance(block, str):
@@ -88,11 +94,11 @@ class Anonymizer:
                 if isinstance(block.get(key), Mapping):
                     out[key] = self.json(block[key])
                 elif isinstance(block.get(key), str):
-                    out[key] = _arguments_text(self.session, block[key])
+                    out[key] = self._arguments(block[key])
             return out
         if kind == "tool_call_chunk":
             args = block.get("args")
-            return {**block, "args": _arguments_text(self.session, args)} if isinstance(args, str) else dict(block)
+            return {**block, "args": self._arguments(args)} if isinstance(args, str) else dict(block)
         if kind in BINARY_BLOCK_TYPES:
             if not self.allow_binary:
                 raise BinaryContentRefused(
@@ -101,7 +107,7 @@ class Anonymizer:
                 )
             return block
         # Any other block: every string leaf is checked, descriptive keys (type, id …) aside.
-        return self.session.anonymize(dict(block), skip_keys=IDENTIFIER_KEYS).value
+        return self.json(dict(block), IDENTIFIER_KEYS)
 
     def content(self, content: str | list[Any]) -> str | list[Any]:
         if isinstance(content, str):
@@ -111,18 +117,16 @@ class Anonymizer:
     def message(self, message: BaseMessage) -> BaseMessage:
         update: dict[str, Any] = {"content": self.content(message.content)}
         if message.additional_kwargs:
-            update["additional_kwargs"] = self.session.anonymize(
-                message.additional_kwargs, skip_keys=IDENTIFIER_KEYS
-            ).value
+            update["additional_kwargs"] = self.json(message.additional_kwargs, IDENTIFIER_KEYS)
         if isinstance(message, AIMessage):
             update["tool_calls"] = [{**call, "args": self.json(call["args"])} for call in message.tool_calls]
             update["invalid_tool_calls"] = [
-                {**call, "args": _arguments_text(self.session, call["args"])} if call.get("args") else call
+                {**call, "args": self._arguments(call["args"])} if call.get("args") else call
                 for call in message.invalid_tool_calls
             ]
         if isinstance(message, AIMessageChunk):
             update["tool_call_chunks"] = [
-                {**call, "args": _arguments_text(self.session, call["args"])} if call.get("args") else call
+                {**call, "args": self._arguments(call["args"])} if call.get("args") else call
                 for call in message.tool_call_chunks
             ]
         return message.model_copy(update=update)

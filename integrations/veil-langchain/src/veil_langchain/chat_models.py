@@ -1,6 +1,6 @@
 """VeilChatModel: any LangChain chat model, with personal data replaced before it reaches the model.
 
-    from veil import Veil
+    from veil import Session, Veil
     from veil_langchain import VeilChatModel
 
     llm = VeilChatModel(model=ChatOpenAI(model="gpt-4o-mini"), veil=Veil())
@@ -36,7 +36,7 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from veil import Veil
+from veil import Session, Veil
 from veil_langchain._scope import SCOPE_KEY, pop_scope, run_session, scope_from_config
 from veil_langchain._values import Anonymizer, MessageStreamRestorer, Restorer
 
@@ -57,6 +57,9 @@ class VeilChatModel(BaseChatModel):
     """Keep tokens the scope does not know (made up by the model) as written instead of raising."""
     allow_binary: bool = False
     """Forward image, audio and file blocks unchecked (veil cannot look inside them)."""
+    keep_tokens: bool = False
+    """Tokens of the scope already in the messages (retrieved documents anonymized earlier in the
+    same collection) stay as they are instead of becoming literals."""
     streaming: bool = False
     """Call the wrapped model's stream even from invoke."""
     temperature: float | None = None
@@ -140,6 +143,9 @@ class VeilChatModel(BaseChatModel):
     def _session(self, kwargs: dict[str, Any]) -> Any:
         return run_session(self.veil, pop_scope(kwargs) or self.scope, tenant=self.tenant, subject=self.subject)
 
+    def _anonymizer(self, session: Session) -> Anonymizer:
+        return Anonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens)
+
     def _restored_result(self, restorer: Restorer, result: Any) -> ChatResult:
         generations = []
         for generation in result.generations[0]:
@@ -157,7 +163,7 @@ class VeilChatModel(BaseChatModel):
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
         with self._session(kwargs) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).messages(messages)
+            sent = self._anonymizer(session).messages(messages)
             callbacks = _child_callbacks(run_manager)
             result = self.model.generate([sent], callbacks=callbacks, **self._call_options(stop, kwargs))
             return self._restored_result(Restorer(session, lenient=self.lenient), result)
@@ -172,7 +178,7 @@ class VeilChatModel(BaseChatModel):
         if self.streaming:
             return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
         with self._session(kwargs) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).messages(messages)
+            sent = self._anonymizer(session).messages(messages)
             callbacks = _child_callbacks(run_manager)
             result = await self.model.agenerate([sent], callbacks=callbacks, **self._call_options(stop, kwargs))
             return self._restored_result(Restorer(session, lenient=self.lenient), result)
@@ -185,7 +191,7 @@ class VeilChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         with self._session(kwargs) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).messages(messages)
+            sent = self._anonymizer(session).messages(messages)
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
             config: RunnableConfig = {"callbacks": _child_callbacks(run_manager)}
             ended = False
@@ -204,7 +210,7 @@ class VeilChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         with self._session(kwargs) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).messages(messages)
+            sent = self._anonymizer(session).messages(messages)
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
             config: RunnableConfig = {"callbacks": _child_callbacks(run_manager)}
             ended = False
@@ -258,7 +264,7 @@ class VeilChatModel(BaseChatModel):
         inner = self.model.with_structured_output(schema, include_raw=include_raw, **kwargs)
         return RunnableVeil(
             runnable=inner, veil=self.veil, scope=self.scope, tenant=self.tenant, subject=self.subject,
-            lenient=self.lenient, allow_binary=self.allow_binary,
+            lenient=self.lenient, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens,
         )  # fmt: skip
 
 

@@ -25,6 +25,8 @@ class VeilEmbeddings(BaseModel, Embeddings):
     """The collection: documents and the queries made against them."""
     veil: Veil = Field(default_factory=Veil)
     tenant: str | None = None
+    keep_tokens: bool = True
+    """Texts already anonymized in this collection (stored documents) keep their tokens."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -34,7 +36,7 @@ class VeilEmbeddings(BaseModel, Embeddings):
     def anonymize(self, texts: list[str]) -> list[str]:
         """The texts as the embedding model receives them."""
         session = self._session()
-        return [session.anonymize(text).text for text in texts]
+        return [session.anonymize(text, keep_tokens=self.keep_tokens).text for text in texts]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.embeddings.embed_documents(self.anonymize(texts))

@@ -52,6 +52,8 @@ class _VeilRunnable(RunnableSerializable[Any, Any]):
     """Keep unknown tokens as written instead of raising."""
     allow_binary: bool = False
     """Let image, audio and file blocks through unchecked."""
+    keep_tokens: bool = False
+    """Tokens of the scope already in the input (documents anonymized earlier) stay as they are."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -138,7 +140,7 @@ class RunnableVeil(_VeilRunnable):
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
     ) -> Any:
         with self._open(config) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).value(input)
+            sent = Anonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens).value(input)
             output = self.runnable.invoke(sent, patch_config(config, callbacks=run_manager.get_child()), **kwargs)
             return Restorer(session, lenient=self.lenient).value(output)
 
@@ -149,7 +151,7 @@ class RunnableVeil(_VeilRunnable):
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
     ) -> Any:
         with self._open(config) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).value(input)
+            sent = Anonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens).value(input)
             output = await self.runnable.ainvoke(
                 sent, patch_config(config, callbacks=run_manager.get_child()), **kwargs
             )
@@ -163,7 +165,7 @@ class RunnableVeil(_VeilRunnable):
     ) -> Iterator[Any]:
         input = _collect(chunks)
         with self._open(config) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).value(input)
+            sent = Anonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens).value(input)
             stream = _OutputStream(session, lenient=self.lenient)
             child = patch_config(config, callbacks=run_manager.get_child())
             for chunk in self.runnable.stream(sent, child, **kwargs):
@@ -186,7 +188,7 @@ class RunnableVeil(_VeilRunnable):
     ) -> AsyncIterator[Any]:  # fmt: skip
         input = await _acollect(chunks)
         with self._open(config) as session:
-            sent = Anonymizer(session, allow_binary=self.allow_binary).value(input)
+            sent = Anonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens).value(input)
             stream = _OutputStream(session, lenient=self.lenient)
             child = patch_config(config, callbacks=run_manager.get_child())
             async for chunk in self.runnable.astream(sent, child, **kwargs):
@@ -210,7 +212,9 @@ class VeilAnonymizer(_VeilRunnable):
         return self._call_with_config(self._invoke, input, config, **kwargs)
 
     def _invoke(self, input: Any, config: RunnableConfig) -> Any:
-        return Anonymizer(self._required_session(config), allow_binary=self.allow_binary).value(input)
+        return Anonymizer(
+            self._required_session(config), allow_binary=self.allow_binary, keep_tokens=self.keep_tokens
+        ).value(input)
 
 
 class VeilRestorer(_VeilRunnable):
