@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from veil.detect.policy import Policy
-
 from server_live import RecordingUpstream, closed_port, serve
 from veil_server import Settings, create_app
+
+from veil.detect.policy import Policy
 
 CANARIES = {
     "email": "marie.tremblay@exemple.qc.ca",

@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +99,8 @@ class RecordingUpstream:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.requests.append(Recorded(scope["path"], body, headers))
         model = ""
-        try:
+        with suppress(ValueError, AttributeError):
             model = str(json.loads(body).get("model", ""))
-        except (ValueError, AttributeError):
-            pass
         if model in _FAILURES:
             await _FAILURES[model](self, scope, body, receive, send)
             return

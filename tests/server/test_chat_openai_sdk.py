@@ -47,7 +47,8 @@ def veil_block(response: Any) -> dict[str, Any]:
 
 def test_chat_answer_is_restored_and_the_upstream_sees_only_tokens(client: openai.OpenAI, upstream) -> None:
     response = client.chat.completions.create(
-        model="gpt-test", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": CANARY_TEXT}]
+        model="gpt-test",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": CANARY_TEXT}],
     )
     assert response.choices[0].message.content == CANARY_TEXT
     assert response.object == "chat.completion"
