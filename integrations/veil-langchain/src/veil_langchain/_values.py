@@ -20,6 +20,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import ToolCallChunk, tool_call_chunk
 from langchain_core.prompt_values import ChatPromptValue, PromptValue, StringPromptValue
 from pydantic import BaseModel
 
@@ -121,12 +122,12 @@ class Anonymizer:
         if isinstance(message, AIMessage):
             update["tool_calls"] = [{**call, "args": self.json(call["args"])} for call in message.tool_calls]
             update["invalid_tool_calls"] = [
-                {**call, "args": self._arguments(call["args"])} if call.get("args") else call
+                {**call, "args": self._arguments(args)} if (args := call.get("args")) else call
                 for call in message.invalid_tool_calls
             ]
         if isinstance(message, AIMessageChunk):
             update["tool_call_chunks"] = [
-                {**call, "args": self._arguments(call["args"])} if call.get("args") else call
+                {**call, "args": self._arguments(args)} if (args := call.get("args")) else call
                 for call in message.tool_call_chunks
             ]
         return message.model_copy(update=update)
@@ -274,18 +275,18 @@ class MessageStreamRestorer:
         else:
             self._string_content = False
             content = [self._block(block, position) for position, block in enumerate(chunk.content)]
-        tool_call_chunks = []
+        tool_call_chunks: list[ToolCallChunk] = []
         for call in chunk.tool_call_chunks:
             index = call.get("index")
             args = call.get("args")
-            if not args:
-                restored = args
-            elif index is None:
+            restored_args: str | None = args
+            if args and index is None:
                 # Without an index, chunks cannot be merged: providers send such a call whole.
-                restored = self._whole.json({"arguments": args})["arguments"]
-            else:
-                restored = self._stream(("tool_args", index), json_string=True).feed(args)
-            tool_call_chunks.append({**call, "args": restored})
+                restored_args = self._whole.json({"arguments": args})["arguments"]
+            elif args and index is not None:
+                restored_args = self._stream(("tool_args", index), json_string=True).feed(args)
+            tool_call_chunks.append(tool_call_chunk(name=call.get("name"), args=restored_args, id=call.get("id"),
+                                                    index=index))  # fmt: skip
         additional = dict(chunk.additional_kwargs)
         if additional:
             # Streamed tool calls are restored from `tool_call_chunks`; the raw provider deltas are not kept.
@@ -309,13 +310,13 @@ class MessageStreamRestorer:
     def flush(self) -> AIMessageChunk:
         """Everything still held back, as one chunk (empty when nothing is)."""
         text_parts: list[Any] = []
-        tool_call_chunks: list[Any] = []
+        tool_call_chunks: list[ToolCallChunk] = []
         for (kind, index), stream in self._streams.items():
             rest = stream.flush()
             if not rest:
                 continue
             if kind == "tool_args":
-                tool_call_chunks.append({"name": None, "args": rest, "id": None, "index": index})
+                tool_call_chunks.append(tool_call_chunk(name=None, args=rest, id=None, index=int(index)))
             elif kind == "text" and self._string_content:
                 text_parts.append(rest)
             elif kind in ("partial_json", "args"):

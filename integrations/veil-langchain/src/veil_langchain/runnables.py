@@ -211,7 +211,7 @@ class VeilAnonymizer(_VeilRunnable):
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self._call_with_config(self._invoke, input, config, **kwargs)
 
-    def _invoke(self, input: Any, config: RunnableConfig) -> Any:
+    def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Any:
         return Anonymizer(
             self._required_session(config), allow_binary=self.allow_binary, keep_tokens=self.keep_tokens
         ).value(input)
@@ -223,13 +223,15 @@ class VeilRestorer(_VeilRunnable):
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self._call_with_config(self._invoke, input, config, **kwargs)
 
-    def _invoke(self, input: Any, config: RunnableConfig) -> Any:
+    def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Any:
         return Restorer(self._required_session(config), lenient=self.lenient).value(input)
 
     def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
 
-    def _transform(self, chunks: Iterator[Any], config: RunnableConfig) -> Iterator[Any]:
+    def _transform(
+        self, chunks: Iterator[Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Iterator[Any]:
         stream = _OutputStream(self._required_session(config), lenient=self.lenient)
         for chunk in chunks:
             if (piece := stream.feed(chunk)) != "":
@@ -242,7 +244,9 @@ class VeilRestorer(_VeilRunnable):
         async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
             yield chunk
 
-    async def _atransform(self, chunks: AsyncIterator[Any], config: RunnableConfig) -> AsyncIterator[Any]:
+    async def _atransform(
+        self, chunks: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[Any]:
         stream = _OutputStream(self._required_session(config), lenient=self.lenient)
         async for chunk in chunks:
             if (piece := stream.feed(chunk)) != "":
