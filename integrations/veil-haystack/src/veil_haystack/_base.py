@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
+
+from haystack.core.errors import DeserializationError
+from haystack.core.serialization import generate_qualified_class_name
 
 from veil import ConfigError
 from veil.session import Session, Veil
@@ -43,3 +47,17 @@ class VeilComponent:
                 )
             chosen = f"haystack-{uuid.uuid4().hex}"
         return veil.session(chosen)
+
+
+def with_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a component's `to_dict()` output with its VeilConfig rebuilt. Only VeilConfig itself is
+    accepted there, so this needs no entry in Haystack's module allowlist and imports nothing named
+    by the data."""
+    init_parameters = dict(data.get("init_parameters", {}))
+    config = init_parameters.get("config")
+    if isinstance(config, dict):
+        expected = generate_qualified_class_name(VeilConfig)
+        if config.get("type") != expected:
+            raise DeserializationError(f"'config' must be a serialized {expected}, got type {config.get('type')!r}")
+        init_parameters["config"] = VeilConfig.from_dict(config)
+    return {**data, "init_parameters": init_parameters}

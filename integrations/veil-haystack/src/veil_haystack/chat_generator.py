@@ -23,7 +23,7 @@ from haystack.utils import deserialize_callable, serialize_callable
 from haystack.utils.deserialization import deserialize_component_inplace
 
 from veil import ConfigError
-from veil_haystack._base import VeilComponent
+from veil_haystack._base import VeilComponent, with_config
 from veil_haystack._messages import anonymize_messages, restore_messages
 from veil_haystack._streaming import ChunkRestorer
 from veil_haystack.config import VeilConfig
@@ -97,7 +97,8 @@ class VeilChatGenerator(VeilComponent):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VeilChatGenerator:
         """Rebuild the component, and the generator it wraps, from `to_dict()` output."""
-        init_parameters = data.setdefault("init_parameters", {})
+        data = with_config(data)  # a copy: the caller's dict stays as it was
+        init_parameters = data["init_parameters"]
         deserialize_component_inplace(init_parameters, key="generator")
         if init_parameters.get("streaming_callback"):
             init_parameters["streaming_callback"] = deserialize_callable(init_parameters["streaming_callback"])

@@ -22,6 +22,7 @@ Where mappings live:
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from pathlib import Path
@@ -109,7 +110,7 @@ class VeilConfig:
             kek=self.kek,
             tenant=self.tenant,
             mode=self.mode,
-            policy=self.policy,
+            policy=copy.deepcopy(self.policy),  # a copy per component: no YAML anchors between them
             policy_file=self.policy_file,
             style=self.style,
             ttl=self.ttl,

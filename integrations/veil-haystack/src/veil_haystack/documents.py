@@ -23,7 +23,7 @@ from typing import Any, Literal
 from haystack import Document, component, default_from_dict, default_to_dict
 
 from veil import ConfigError, InputError, redact
-from veil_haystack._base import VeilComponent
+from veil_haystack._base import VeilComponent, with_config
 from veil_haystack._messages import _walk_value
 from veil_haystack.config import VeilConfig
 
@@ -101,7 +101,7 @@ class VeilDocumentAnonymizer(VeilComponent):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VeilDocumentAnonymizer:
         """Rebuild the component from `to_dict()` output."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, with_config(data))
 
     @component.output_types(documents=list[Document], scope=str, pii_count=int)
     def run(self, documents: list[Document], scope: str | None = None) -> dict[str, Any]:
@@ -168,7 +168,7 @@ class VeilDocumentFilter(VeilComponent):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VeilDocumentFilter:
         """Rebuild the component from `to_dict()` output."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, with_config(data))
 
     @component.output_types(documents=list[Document], dropped=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:

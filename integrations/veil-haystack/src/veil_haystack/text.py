@@ -15,7 +15,7 @@ from typing import Any
 from haystack import component, default_from_dict, default_to_dict
 from haystack.dataclasses import ChatMessage
 
-from veil_haystack._base import VeilComponent
+from veil_haystack._base import VeilComponent, with_config
 from veil_haystack._messages import anonymize_messages, restore_messages
 from veil_haystack.config import VeilConfig
 
@@ -55,7 +55,7 @@ class VeilTextAnonymizer(VeilComponent):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VeilTextAnonymizer:
         """Rebuild the component from `to_dict()` output."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, with_config(data))
 
     @component.output_types(text=str, messages=list[ChatMessage], scope=str, pii_count=int)
     def run(
@@ -116,7 +116,7 @@ class VeilRestorer(VeilComponent):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VeilRestorer:
         """Rebuild the component from `to_dict()` output."""
-        return default_from_dict(cls, data)
+        return default_from_dict(cls, with_config(data))
 
     @component.output_types(text=str, messages=list[ChatMessage])
     def run(
