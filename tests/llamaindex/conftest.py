@@ -30,6 +30,8 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.node_parser import SentenceSplitter
+from llama_index.core.node_parser.text.utils import split_by_regex
 
 from veil import Engine, Veil
 from veil.detect import BUILTIN_RULES, RuleDetector
@@ -229,6 +231,14 @@ class RecordingEmbedding(BaseEmbedding):
     def _get_text_embedding(self, text: str) -> list[float]:
         self.seen.append(text)
         return hashed_embedding(text)
+
+
+def splitter(chunk_size: int = 64) -> SentenceSplitter:
+    """LlamaIndex's sentence splitter with a regex sentence tokenizer instead of NLTK's punkt: nltk
+    >= 3.10 refuses to read its data files when they are hard links, as uv installs them."""
+    return SentenceSplitter(
+        chunk_size=chunk_size, chunk_overlap=0, chunking_tokenizer_fn=split_by_regex(r"(?s).+?(?:[.!?](?=\s|$)\s*|$)")
+    )
 
 
 def rules_engine() -> Engine:

@@ -9,6 +9,9 @@ They share a `veil.Veil` (engine, vault, keys) and name a scope; within a scope 
 gets the same token, so text anonymized at ingestion and queries anonymized later still match.
 """
 
+from veil_llamaindex.embeddings import VeilEmbedding
 from veil_llamaindex.llms import VeilLLM
+from veil_llamaindex.postprocessor import VeilPIIPostprocessor
+from veil_llamaindex.transform import VeilTransform
 
-__all__ = ["VeilLLM"]
+__all__ = ["VeilEmbedding", "VeilLLM", "VeilPIIPostprocessor", "VeilTransform"]
