@@ -60,8 +60,8 @@ def bearer_token(request: Request) -> str | None:
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         return None
-    token = request.headers.get("api-key")
-    return token.strip() if token and token.strip() else None
+    other = request.headers.get("api-key")
+    return other.strip() if other and other.strip() else None
 
 
 MISSING_KEY = (

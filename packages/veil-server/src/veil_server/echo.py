@@ -121,7 +121,7 @@ async def chat_completions(request: Request, chunk: int) -> Response:
     tool = _chosen_tool(body)
     completion_id = f"chatcmpl-echo-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
-    call = None
+    call: dict[str, Any] | None = None
     if tool is not None:
         call = {
             "id": f"call_{uuid.uuid4().hex[:24]}",

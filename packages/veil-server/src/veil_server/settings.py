@@ -109,11 +109,11 @@ class ApiKeySettings(_Strict):
 
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     keys: list[ApiKeySettings] = Field(default_factory=list)
-    scope_ttl: float | None = Field(None, gt=0)
+    scope_ttl: float | None = Field(default=None, gt=0)
     """Seconds a named scope's mappings live in the vault (None: until erased)."""
     embeddings_scope: str = "embeddings"
     """The collection scope of embeddings requests that name none: same value, same token, so retrieval matches."""
@@ -135,11 +135,11 @@ class ProviderSettings(_Strict):
     kind: Literal["openai", "echo"] = "openai"
     base_url: str = ""
     api_key_env: str | None = None
-    timeout: float = Field(60.0, gt=0)
-    connect_timeout: float = Field(5.0, gt=0)
-    retries: int = Field(1, ge=0, le=10)
+    timeout: float = Field(default=60.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=10)
     """Retries of a failed connection (never of a request the upstream received)."""
-    max_connections: int = Field(100, ge=1)
+    max_connections: int = Field(default=100, ge=1)
     location: str | None = None
     """Where the provider's servers are (shown in /v1/models): data residency matters for PII."""
     headers: dict[str, str] = Field(default_factory=dict)
@@ -164,7 +164,7 @@ class ModelSettings(_Strict):
     upstream: str | None = None
     """The model's name at the provider (default: the same name)."""
     category: Literal["chat", "completion", "embedding"] = "chat"
-    context_length: int | None = Field(None, ge=1)
+    context_length: int | None = Field(default=None, ge=1)
     owned_by: str | None = None
 
 

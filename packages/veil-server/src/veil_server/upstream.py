@@ -74,7 +74,7 @@ class Provider:
                 code="upstream_auth_failed",
             )  # fmt: skip
         if isinstance(error, dict):
-            message = error.get("message") if isinstance(error.get("message"), str) else f"upstream error {status}"
+            message = error["message"] if isinstance(error.get("message"), str) else f"upstream error {status}"
             return ApiError(
                 status, message,
                 type=error.get("type") if isinstance(error.get("type"), str) else error_type_for(status),

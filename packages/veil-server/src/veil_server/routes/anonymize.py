@@ -48,15 +48,13 @@ def extend_mapping(text: str, result: Anonymized, existing: dict[str, str]) -> t
     for replacement in result.replacements:
         span = replacement.span
         value = text[span.start : span.end]
-        token = renamed.get(replacement.token)
-        if token is None:
-            token = known.get((span.entity, normalize_value(span.entity, value)))
-            if token is None:
-                highest[span.entity] = highest.get(span.entity, 0) + 1
-                token = format_token(span.entity, highest[span.entity])
-                mapping[token] = value
-            renamed[replacement.token] = token
-        pieces += [text[position : span.start], token]
+        chosen = renamed.get(replacement.token) or known.get((span.entity, normalize_value(span.entity, value)))
+        if chosen is None:
+            highest[span.entity] = highest.get(span.entity, 0) + 1
+            chosen = format_token(span.entity, highest[span.entity])
+            mapping[chosen] = value
+        renamed[replacement.token] = chosen
+        pieces += [text[position : span.start], chosen]
         position = span.end
     pieces.append(text[position:])
     return "".join(pieces), mapping
