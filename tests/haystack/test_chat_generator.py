@@ -247,3 +247,19 @@ def test_tool_call_ids_and_names_are_left_as_they_are(config: VeilConfig) -> Non
         [ChatMessage.from_user("x"), ChatMessage.from_assistant(tool_calls=[call]), ChatMessage.from_tool("ok", call)]
     )
     assert '{"q": "{{EMAIL_1}}"}' in model.seen
+
+
+def test_a_scope_invented_for_one_run_is_erased_when_the_run_ends(config: VeilConfig) -> None:
+    veil_instance = config.veil()
+    VeilChatGenerator(generator=RecordingChatGenerator(), config=config).run(TEXT)
+    tokenized = [r for r in veil_instance.audit.store.records() if r.tenant == config.tenant and r.event == "tokenize"]
+    erased = [r for r in veil_instance.audit.store.records() if r.tenant == config.tenant and r.event == "erase"]
+    assert len(tokenized) == 1 and len(erased) == 1
+    scope = tokenized[0].details["scope"]
+    assert erased[0].details == {"scope": scope, "count": 4}
+    assert list(veil_instance.vault.records(config.tenant, scope)) == []
+
+
+def test_a_given_scope_is_kept_for_the_next_turn(config: VeilConfig) -> None:
+    VeilChatGenerator(generator=RecordingChatGenerator(), config=config).run(TEXT, scope="conversation-3")
+    assert len(list(config.veil().vault.records(config.tenant, "conversation-3"))) == 4

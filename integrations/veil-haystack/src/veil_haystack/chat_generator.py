@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from haystack import component, default_from_dict, default_to_dict
@@ -23,6 +25,7 @@ from haystack.utils import deserialize_callable, serialize_callable
 from haystack.utils.deserialization import deserialize_component_inplace
 
 from veil import ConfigError
+from veil.session import Session
 from veil_haystack._base import VeilComponent, with_config
 from veil_haystack._messages import anonymize_messages, restore_messages
 from veil_haystack._streaming import ChunkRestorer
@@ -130,6 +133,17 @@ class VeilChatGenerator(VeilComponent):
         elif hasattr(self.generator, "close"):
             self.generator.close()
 
+    @contextmanager
+    def _run_session(self, scope: str | None) -> Iterator[Session]:
+        """The run's session. A scope invented for this run only is erased when the run ends: its
+        replies are restored by then, and no mapping is kept that nothing can ask for again."""
+        session = self._session(scope, fresh=True)
+        try:
+            yield session
+        finally:
+            if (scope or self.scope) is None:
+                self._ensure_veil().erase_scope(session.scope, tenant=session.tenant)
+
     def _inputs(self, messages: list[ChatMessage], callback: Any, options: dict[str, Any]) -> dict[str, Any]:
         inputs: dict[str, Any] = {"messages": messages}
         for name, value in {"streaming_callback": callback, **options}.items():
@@ -166,23 +180,23 @@ class VeilChatGenerator(VeilComponent):
         if callback is not None and inspect.iscoroutinefunction(callback):
             raise ConfigError("run() takes a synchronous streaming_callback; use run_async() for a coroutine")
         self.warm_up()
-        session = self._session(scope, fresh=True)
-        anonymized, _ = anonymize_messages(session, _as_messages(messages), forward_media=self.forward_media)
-        chunks = ChunkRestorer(session, lenient=self.lenient) if callback is not None else None
-        relay = None
-        if chunks is not None and callback is not None:
-            user_callback = callback
+        with self._run_session(scope) as session:
+            anonymized, _ = anonymize_messages(session, _as_messages(messages), forward_media=self.forward_media)
+            chunks = ChunkRestorer(session, lenient=self.lenient) if callback is not None else None
+            relay = None
+            if chunks is not None and callback is not None:
+                user_callback = callback
 
-            def relay(chunk: StreamingChunk) -> None:
-                for restored in chunks.process(chunk):
-                    user_callback(restored)
+                def relay(chunk: StreamingChunk) -> None:
+                    for restored in chunks.process(chunk):
+                        user_callback(restored)
 
-        options = {"generation_kwargs": generation_kwargs, "tools": tools, "tools_strict": tools_strict}
-        result = self.generator.run(**self._inputs(anonymized, relay, options))
-        if chunks is not None and callback is not None:
-            for restored in chunks.finish():
-                callback(restored)
-        return {"replies": restore_messages(session, result.get("replies", []), lenient=self.lenient)}
+            options = {"generation_kwargs": generation_kwargs, "tools": tools, "tools_strict": tools_strict}
+            result = self.generator.run(**self._inputs(anonymized, relay, options))
+            if chunks is not None and callback is not None:
+                for restored in chunks.finish():
+                    callback(restored)
+            return {"replies": restore_messages(session, result.get("replies", []), lenient=self.lenient)}
 
     @component.output_types(replies=list[ChatMessage])
     async def run_async(
@@ -202,42 +216,42 @@ class VeilChatGenerator(VeilComponent):
         """
         callback = streaming_callback or self.streaming_callback
         await self.warm_up_async()
-        session = self._session(scope, fresh=True)
-        anonymized, _ = anonymize_messages(session, _as_messages(messages), forward_media=self.forward_media)
-        chunks = ChunkRestorer(session, lenient=self.lenient) if callback is not None else None
-        options = {"generation_kwargs": generation_kwargs, "tools": tools, "tools_strict": tools_strict}
-        generator_async = getattr(self.generator, "run_async", None)
-        relay: Any = None
-        if chunks is not None and callback is not None:
-            user_callback = callback
+        with self._run_session(scope) as session:
+            anonymized, _ = anonymize_messages(session, _as_messages(messages), forward_media=self.forward_media)
+            chunks = ChunkRestorer(session, lenient=self.lenient) if callback is not None else None
+            options = {"generation_kwargs": generation_kwargs, "tools": tools, "tools_strict": tools_strict}
+            generator_async = getattr(self.generator, "run_async", None)
+            relay: Any = None
+            if chunks is not None and callback is not None:
+                user_callback = callback
+                if callable(generator_async):
+
+                    async def relay(chunk: StreamingChunk) -> None:
+                        for restored in chunks.process(chunk):
+                            result = user_callback(restored)
+                            if inspect.isawaitable(result):
+                                await result
+
+                else:
+                    loop = asyncio.get_running_loop()
+
+                    def relay(chunk: StreamingChunk) -> None:  # runs in the generator's thread
+                        for restored in chunks.process(chunk):
+                            result = user_callback(restored)
+                            if inspect.isawaitable(result):
+                                asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
+
+            inputs = self._inputs(anonymized, relay, options)
             if callable(generator_async):
-
-                async def relay(chunk: StreamingChunk) -> None:
-                    for restored in chunks.process(chunk):
-                        result = user_callback(restored)
-                        if inspect.isawaitable(result):
-                            await result
-
+                result = await generator_async(**inputs)
             else:
-                loop = asyncio.get_running_loop()
-
-                def relay(chunk: StreamingChunk) -> None:  # runs in the generator's thread
-                    for restored in chunks.process(chunk):
-                        result = user_callback(restored)
-                        if inspect.isawaitable(result):
-                            asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
-
-        inputs = self._inputs(anonymized, relay, options)
-        if callable(generator_async):
-            result = await generator_async(**inputs)
-        else:
-            result = await asyncio.to_thread(self.generator.run, **inputs)
-        if chunks is not None and callback is not None:
-            for restored in chunks.finish():
-                awaitable = callback(restored)
-                if inspect.isawaitable(awaitable):
-                    await awaitable
-        return {"replies": restore_messages(session, result.get("replies", []), lenient=self.lenient)}
+                result = await asyncio.to_thread(self.generator.run, **inputs)
+            if chunks is not None and callback is not None:
+                for restored in chunks.finish():
+                    awaitable = callback(restored)
+                    if inspect.isawaitable(awaitable):
+                        await awaitable
+            return {"replies": restore_messages(session, result.get("replies", []), lenient=self.lenient)}
 
 
 async def _awaited(awaitable: Any) -> Any:
