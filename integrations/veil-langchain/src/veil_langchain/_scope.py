@@ -55,7 +55,11 @@ def run_session(
         yield veil.session(scope, tenant=tenant, subject=subject)
         return
     ephemeral = f"run-{uuid.uuid4().hex}"
+    session = veil.session(ephemeral, tenant=tenant, subject=subject)
     try:
-        yield veil.session(ephemeral, tenant=tenant, subject=subject)
-    finally:
+        yield session
+    except BaseException:
+        veil.erase_scope(ephemeral, tenant=tenant)
+        raise
+    if session.sent_tokens:  # a run that found nothing stored nothing: no erase to record
         veil.erase_scope(ephemeral, tenant=tenant)

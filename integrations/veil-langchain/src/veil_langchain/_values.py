@@ -270,6 +270,15 @@ class MessageStreamRestorer:
 
     def feed(self, chunk: AIMessageChunk) -> AIMessageChunk:
         """The chunk with what can be shown now; at the chunk marked last, everything held back too."""
+        if (
+            isinstance(chunk.content, str)
+            and not chunk.tool_call_chunks
+            and not chunk.additional_kwargs
+            and chunk.chunk_position != "last"
+        ):
+            # The common case, a piece of text: a copy with the restored text (no revalidation).
+            text = self._stream(("text", 0), json_string=False).feed(chunk.content)
+            return chunk.model_copy(update={"content": text})
         if isinstance(chunk.content, str):
             content: str | list[Any] = self._stream(("text", 0), json_string=False).feed(chunk.content)
         else:
