@@ -5,8 +5,8 @@ with values escaped for the inside of a JSON string), the reasoning — has its 
 `Session.stream_restorer()`: a token cut across chunks is held back until it is complete, and is
 never shown half-restored. When the model moves to another block, the one it leaves is flushed
 (its held-back tail is sent as a chunk of its own, before the new block's first chunk); the
-finishing chunk, and the end of the run, flush the rest. Chunks are copied, never changed in
-place: the wrapped generator builds its reply from its own chunks.
+finishing chunk, and the end of the run, flush the rest. Chunks are copied when their text changes,
+never changed in place: the wrapped generator builds its reply from its own chunks.
 """
 
 from __future__ import annotations
@@ -94,17 +94,21 @@ class ChunkRestorer:
                 del self._blocks[key]
             return shown
 
+        # A chunk with nothing to restore nor hold back is passed on as it is (most chunks: no copy).
         if chunk.tool_calls:
-            deltas = [
-                replace(delta, arguments=restore((_TOOL, delta.index), delta.arguments)) if delta.arguments else delta
-                for delta in chunk.tool_calls
-            ]
-            out.append(replace(chunk, tool_calls=deltas))
+            deltas = []
+            for delta in chunk.tool_calls:
+                arguments = restore((_TOOL, delta.index), delta.arguments) if delta.arguments else delta.arguments
+                deltas.append(delta if arguments == delta.arguments else replace(delta, arguments=arguments))
+            changed = any(new is not old for new, old in zip(deltas, chunk.tool_calls, strict=True))
+            out.append(replace(chunk, tool_calls=deltas) if changed else chunk)
         elif chunk.reasoning is not None:
             text = restore((_REASONING, chunk.index), chunk.reasoning.reasoning_text)
-            out.append(replace(chunk, reasoning=replace(chunk.reasoning, reasoning_text=text)))
+            unchanged = text == chunk.reasoning.reasoning_text
+            out.append(chunk if unchanged else replace(chunk, reasoning=replace(chunk.reasoning, reasoning_text=text)))
         elif chunk.content:
-            out.append(replace(chunk, content=restore((_TEXT, chunk.index), chunk.content)))
+            text = restore((_TEXT, chunk.index), chunk.content)
+            out.append(chunk if text == chunk.content else replace(chunk, content=text))
         else:
             out.append(chunk)
         if finishing:
