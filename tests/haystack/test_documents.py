@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CARD, EMAIL, PHONE, SIN, assert_no_canary
+from conftest import CARD, EMAIL, PHONE, RULES_ONLY, SIN, assert_no_canary
 from haystack import Document, Pipeline
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.components.writers import DocumentWriter
@@ -103,7 +103,7 @@ def test_filter_redacts_irreversibly_content_and_chosen_meta(config: VeilConfig)
 
 
 def test_filter_follows_the_policy_of_its_config() -> None:
-    config = VeilConfig(tenant="filter-policy", policy={"exclude": ["EMAIL"]})
+    config = VeilConfig(tenant="filter-policy", policy={"exclude": ["EMAIL"], **RULES_ONLY})
     out = VeilDocumentFilter(config=config).run(documents=[Document(content=f"à {EMAIL}")])
     assert out["dropped"] == []
 

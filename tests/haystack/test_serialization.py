@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EMAIL, SIN, assert_no_canary
+from conftest import EMAIL, RULES_ONLY, SIN, assert_no_canary
 from haystack import Pipeline
 from haystack.components.generators.chat import MockChatGenerator
 from haystack.core.errors import DeserializationError
@@ -47,7 +47,7 @@ def chat_pipeline(config: VeilConfig) -> Pipeline:
 def test_a_pipeline_round_trips_through_yaml_with_every_setting(tmp_path: Path) -> None:
     config = VeilConfig(
         path=str(tmp_path / "vault"), tenant="acme", mode="permissive",
-        policy={"exclude": ["DATE"], "allow": ["support@acme.ca"]}, style="token", ttl=3600.0,
+        policy={"exclude": ["DATE"], "allow": ["support@acme.ca"], **RULES_ONLY}, style="token", ttl=3600.0,
     )  # fmt: skip
     pipeline = chat_pipeline(config)
     dumped = pipeline.dumps()
@@ -58,7 +58,7 @@ def test_a_pipeline_round_trips_through_yaml_with_every_setting(tmp_path: Path) 
     assert isinstance(anonymizer, VeilTextAnonymizer) and isinstance(restorer, VeilRestorer)
     assert anonymizer.config == config and anonymizer.forward_media is True
     assert restorer.lenient is True
-    assert anonymizer.config.policy == {"exclude": ["DATE"], "allow": ["support@acme.ca"]}
+    assert anonymizer.config.policy == {"exclude": ["DATE"], "allow": ["support@acme.ca"], **RULES_ONLY}
     # The loaded pipeline works, and shares this process's Veil with the original.
     result = loaded.run({"anonymizer": {"messages": [ChatMessage.from_user(f"à {EMAIL}, copie support@acme.ca")]}})
     assert result["restorer"]["messages"][0].text == f"Reçu : à {EMAIL}, copie support@acme.ca"
@@ -68,7 +68,7 @@ def test_a_pipeline_round_trips_through_yaml_with_every_setting(tmp_path: Path) 
 
 def test_secrets_are_written_as_environment_variable_names_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_VEIL_KEK", KEK)
-    config = VeilConfig(kek=Secret.from_env_var("TEST_VEIL_KEK"), tenant="secrets")
+    config = VeilConfig(kek=Secret.from_env_var("TEST_VEIL_KEK"), tenant="secrets", policy=dict(RULES_ONLY))
     dumped = chat_pipeline(config).dumps()
     assert KEK not in dumped
     data = yaml.safe_load(dumped)
@@ -143,7 +143,7 @@ def test_a_vault_url_of_an_unknown_scheme_is_refused_without_echoing_it(monkeypa
 
 def test_a_pipeline_loaded_in_another_process_restores_tokens_of_this_one(tmp_path: Path) -> None:
     """The embedded vault persists: anonymize here, load the YAML elsewhere, restore there."""
-    config = VeilConfig(path=str(tmp_path / "vault"), tenant="persist")
+    config = VeilConfig(path=str(tmp_path / "vault"), tenant="persist", policy=dict(RULES_ONLY))
     pipeline = chat_pipeline(config)
     scope = "conversation-99"
     anonymized = pipeline.get_component("anonymizer").run(text=f"NAS {SIN}, {EMAIL}", scope=scope)["text"]

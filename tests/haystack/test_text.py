@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import CARD, EMAIL, PHONE, SIN, assert_no_canary
+from conftest import CARD, EMAIL, PHONE, RULES_ONLY, SIN, assert_no_canary
 from haystack import Pipeline
 from haystack.dataclasses import ChatMessage, ImageContent, ReasoningContent, ToolCall
 from haystack_fakes import RecordingChatGenerator, message_texts
@@ -105,7 +105,7 @@ def test_anonymizer_fails_closed_when_its_key_is_unreadable(tmp_path: Path) -> N
     os.chmod(home / "keys.json", stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
     model = RecordingChatGenerator()
     pipeline = Pipeline()
-    pipeline.add_component("anonymizer", VeilTextAnonymizer(config=VeilConfig(path=str(home))))
+    pipeline.add_component("anonymizer", VeilTextAnonymizer(config=VeilConfig(path=str(home), policy=dict(RULES_ONLY))))
     pipeline.add_component("llm", model)
     pipeline.connect("anonymizer.messages", "llm.messages")
     with pytest.raises(Exception) as raised:  # noqa: PT011 - Haystack wraps the cause; checked below
