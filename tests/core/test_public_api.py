@@ -31,7 +31,7 @@ def test_error_hierarchy() -> None:
 
 
 def test_detection_alone_does_not_load_the_crypto_and_vault_modules() -> None:
-    loaded = _modules_after("import veil\nveil.Engine().detect('a@b.ca')")
+    loaded = _modules_after("import veil\nveil.Engine(veil.Policy(ner='off')).detect('a@b.ca')")
     assert not {"cryptography", "veil.session", "veil.vault", "sqlite3"} & loaded
     assert "veil.session" in _modules_after("import veil\nveil.Veil")
 
@@ -42,9 +42,15 @@ def _modules_after(code: str) -> set[str]:
     return set(out.split())
 
 
-def test_import_veil_and_a_first_scan_load_no_heavy_module() -> None:
-    loaded = _modules_after("import veil\nveil.Engine().detect('a@b.ca 514-555-0199 FR7630006000011234567890189')")
+def test_import_veil_and_building_an_engine_load_no_heavy_module() -> None:
+    # An Engine with NER (the default when veil[ner] is installed) loads spaCy on its first text only.
+    loaded = _modules_after("import veil\nveil.Engine()")
     assert not {m.split(".")[0] for m in loaded} & set(HEAVY)
+
+
+def test_a_rules_only_scan_loads_no_heavy_module() -> None:
+    code = "import veil\nveil.Engine(veil.Policy(ner='off')).detect('a@b.ca 514-555-0199 FR7630006000011234567890189')"
+    assert not {m.split(".")[0] for m in _modules_after(code)} & set(HEAVY)
 
 
 def test_the_heavy_module_check_does_see_imported_modules() -> None:

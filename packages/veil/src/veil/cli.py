@@ -9,6 +9,8 @@
     veil audit verify                   check the audit log's chain
     veil vault erase --scope S | --subject ID
     veil eval --data GOLD.jsonl         precision / recall / F1 per entity against gold data
+    veil doctor                         which detectors, models, languages and extras are active
+    veil serve [--config veil.toml]     the OpenAI-compatible gateway (distribution veil-server)
 
 The vault lives in --vault DIR (default: $VEIL_HOME, else .veil): vault.db, audit.db, keys.json.
 
@@ -32,7 +34,7 @@ from typing import IO, Any
 
 from veil import __version__
 from veil.detect.engine import Engine
-from veil.detect.policy import MODES, Policy
+from veil.detect.policy import MODES, NER_MODES, Policy
 from veil.entities import LANGUAGES, Span
 from veil.errors import ConfigError, InputError, VeilError
 from veil.tokens import redact
@@ -175,6 +177,8 @@ def _engine(args: argparse.Namespace) -> Engine:
         changes["entities"] = frozenset(name.strip().upper() for name in args.entities.split(",") if name.strip())
     if args.exclude:
         changes["exclude"] = frozenset(name.strip().upper() for name in args.exclude.split(",") if name.strip())
+    if getattr(args, "ner", None):
+        changes["ner"] = args.ner
     try:
         policy = policy.with_changes(**changes) if changes else policy
     except ConfigError as exc:
@@ -393,6 +397,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print what detection runs here: detectors, models, languages, extras."""
+    from veil.doctor import report  # noqa: PLC0415
+
+    lines, healthy = report(_engine(args), load=args.load)
+    print("\n".join(lines))
+    return EXIT_OK if healthy else EXIT_ERROR
+
+
+SERVER_MISSING = "`veil serve` needs the server package: pip install veil-server"
+
+
+def cmd_serve(argv: Sequence[str]) -> int:
+    """Hand `veil serve …` to veil_server, imported only now: the core never depends on it."""
+    try:
+        from veil_server.cli import main as serve  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "veil_server":
+            raise
+        print(f"veil serve: error: {SERVER_MISSING}", file=sys.stderr)
+        return EXIT_ERROR
+    return serve(list(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="veil",
@@ -416,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--entities", help="comma-separated entity names to report (default: all)")
         sub.add_argument("--exclude", help="comma-separated entity names never to report")
+        sub.add_argument(
+            "--ner",
+            choices=NER_MODES,
+            help="names, places, organisations with spaCy: auto (when veil[ner] is installed, the default), "
+            "required, off (rules only); see `veil doctor`",
+        )
         sub.add_argument("--config", help="a veil.toml whose [policy] table to use")
 
     def vault_options(sub: argparse.ArgumentParser) -> None:
@@ -483,12 +517,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--only", help="comma-separated gold entities to score (default: all)")
     common(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
+
+    doctor = commands.add_parser("doctor", help="show the active detectors, models, languages and extras")
+    doctor.add_argument("--no-load", dest="load", action="store_false", help="do not load the NER models")
+    common(doctor)
+    doctor.set_defaults(handler=cmd_doctor)
+
+    # Listed for --help; `main` hands `veil serve …` to the server package before parsing.
+    commands.add_parser("serve", help="run the OpenAI-compatible gateway (pip install veil-server)", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["serve"]:
+        return cmd_serve(arguments[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     try:
         code: int = args.handler(args)
     except VeilError as exc:

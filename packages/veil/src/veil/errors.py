@@ -2,6 +2,7 @@
 
     VeilError                   base of everything veil raises on purpose
     ├── ConfigError             a policy, pattern, option or file that cannot be used as given
+    │   └── ModelUnavailable    a NER model package is missing or of the wrong version (names the extra)
     ├── DetectionError          a detector that cannot run (fail closed: no text passes unchecked)
     ├── InputError              input that cannot be read (not UTF-8, malformed JSON Lines …)
     ├── VaultError              the vault cannot do what was asked
@@ -24,6 +25,10 @@ class VeilError(Exception):
 
 class ConfigError(VeilError, ValueError):
     """A configuration value (policy, user pattern, CLI option) is invalid."""
+
+
+class ModelUnavailable(ConfigError):
+    """A NER model cannot be loaded: its package is missing or does not fit the installed library."""
 
 
 class DetectionError(VeilError):

@@ -1,7 +1,12 @@
 """The detection engine: runs the detectors, applies the policy, resolves overlaps.
 
-    text → [detectors] → candidate spans → policy (entities, thresholds, allow-list)
+    text → [rules, NER] → candidate spans → policy (entities, thresholds, allow-list)
+         → fusion of NER with the rules (veil.detect.fusion)
          → overlap resolution (higher score, then longer, then more specific) → spans
+
+The default detectors are the built-in rules, plus spaCy NER when `veil[ner]` is installed
+(`Policy.ner` decides). A model reads one language: with `language="auto"`, a mixed-language
+text is cut into runs of one language for the NER detectors (the rules know both languages).
 
 Detectors are pure and thread-safe, so one Engine serves any number of threads; `adetect`
 moves long texts off the event loop. A detector that fails raises `DetectionError`: veil
@@ -11,15 +16,19 @@ fails closed and never hands back a text as if it had been checked.
 from __future__ import annotations
 
 import bisect
+import importlib.util
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 from veil.detect.custom import iter_detectors
-from veil.detect.language import guess_language
+from veil.detect.fusion import NER_SOURCE_TYPES, fuse
+from veil.detect.language import guess_language, language_segments
+from veil.detect.ner.lexicon import COMMON_WORDS
 from veil.detect.policy import Policy
 from veil.detect.rules import BUILTIN_RULES, RuleDetector
 from veil.entities import COMPOSITES, IDENTIFIER_SHAPES, LANGUAGES, Language, LanguageOption, Span, specificity_rank
-from veil.errors import ConfigError, DetectionError, VeilError
+from veil.errors import ConfigError, DetectionError, ModelUnavailable, VeilError
 
 # Below this many characters, `adetect` runs inline: a thread hop costs more than the scan.
 _INLINE_ASYNC_CHARS = 4096
@@ -27,16 +36,42 @@ _INLINE_ASYNC_CHARS = 4096
 
 @runtime_checkable
 class Detector(Protocol):
-    """Finds candidate spans in a text. Must be pure and thread-safe."""
+    """Finds candidate spans in a text. Must be pure and thread-safe.
+
+    Optional attributes the Engine reads: `kind = "ner"` for a model-based detector (its
+    PERSON, LOCATION and ORGANIZATION spans go through fusion, and it reads one language at a
+    time), `language_sensitive = False` for a detector that ignores the language, and
+    `detect_many(texts, languages)` for one that is faster in batches.
+    """
 
     name: str
 
     def detect(self, text: str, language: Language) -> list[Span]: ...
 
 
-def default_detectors() -> list[Detector]:
-    """The detectors an Engine uses when none are given: the built-in rules."""
-    return [RuleDetector(BUILTIN_RULES)]
+def default_detectors(policy: Policy | None = None) -> list[Detector]:
+    """The detectors an Engine uses when none are given: the built-in rules, and spaCy NER
+    when `veil[ner]` is installed and the policy does not turn it off.
+
+    Raises ModelUnavailable when the policy requires NER (`ner="required"`, or PERSON,
+    LOCATION or ORGANIZATION named in `entities`) and spaCy is not installed.
+    """
+    policy = policy if policy is not None else Policy()
+    detectors: list[Detector] = [RuleDetector(BUILTIN_RULES)]
+    if policy.ner == "off":
+        return detectors
+    if importlib.util.find_spec("spacy") is None:
+        if policy.ner_required:
+            raise ModelUnavailable(
+                "this policy asks for names, places or organisations, and spaCy is not installed: "
+                "pip install 'veil[ner]' (or set policy.ner = 'off' for rules only)"
+            )
+        return detectors
+    from veil.detect.ner.spacy import SpacyDetector  # noqa: PLC0415 - spaCy itself loads on first use
+
+    lenient = policy.mode == "permissive" and not policy.ner_required
+    detectors.append(SpacyDetector(on_missing="skip" if lenient else "raise"))
+    return detectors
 
 
 def _rank(span: Span) -> tuple[float, int, int, int]:
@@ -130,13 +165,21 @@ class Engine:
         if language not in (*LANGUAGES, "auto"):
             raise ConfigError(f"language must be one of en, fr, auto; got {language!r}")
         self.language: LanguageOption = language
-        base = list(detectors) if detectors is not None else default_detectors()
+        base = list(detectors) if detectors is not None else default_detectors(self.policy)
         self.detectors: tuple[Detector, ...] = (
             *base,
             *iter_detectors(self.policy.patterns, self.policy.deny),
         )
         # A detector that does not say otherwise is taken to depend on the language.
         self._language_sensitive = any(getattr(d, "language_sensitive", True) for d in self.detectors)
+        self._ner_sources = frozenset(d.name for d in self.detectors if getattr(d, "kind", None) == "ner")
+        if self.policy.ner_required and not self._ner_sources:
+            raise ModelUnavailable("this policy requires NER and the engine has no NER detector")
+
+    @property
+    def ner_detectors(self) -> tuple[Detector, ...]:
+        """The model-based detectors (for `veil doctor` and servers that load models at start-up)."""
+        return tuple(d for d in self.detectors if getattr(d, "kind", None) == "ner")
 
     def resolve_language(self, text: str, language: LanguageOption | None = None) -> Language:
         choice = language if language is not None else self.language
@@ -146,33 +189,94 @@ class Engine:
             raise ConfigError(f"language must be one of en, fr, auto; got {choice!r}")
         return choice
 
-    def candidates(self, text: str, language: Language) -> list[Span]:
-        """Every detector's raw output, before the policy and overlap resolution."""
+    def candidates(self, text: str, language: Language, *, mixed: bool = False) -> list[Span]:
+        """Every detector's raw output, before the policy, fusion and overlap resolution.
+
+        `mixed=True` lets the NER detectors read each run of one language on its own.
+        """
         found: list[Span] = []
         for detector in self.detectors:
-            try:
-                found.extend(detector.detect(text, language))
-            except VeilError:
-                raise
-            except Exception as exc:
-                # The message names the detector and the error type only: never the text.
-                raise DetectionError(
-                    f"detector {getattr(detector, 'name', type(detector).__name__)!r} failed "
-                    f"({type(exc).__name__}); the text was not fully scanned"
-                ) from exc
+            if getattr(detector, "kind", None) == "ner":
+                pieces = self._pieces(text, language, mixed)
+                found.extend(self._run_ner(detector, [text], [pieces])[0])
+            else:
+                found.extend(self._run(detector, text, language))
         return found
 
-    def decide(self, text: str, candidates: Iterable[Span]) -> list[Span]:
-        """Apply the policy to candidate spans and resolve their overlaps."""
-        policy = self.policy
-        accepted = [
-            span
-            for span in _drop_chunks_of_identifiers(list(candidates))
-            if policy.reports(span.entity)
-            and span.score >= policy.threshold_for(span.entity)
-            and not policy.allows(text[span.start : span.end])
+    def _pieces(self, text: str, language: Language, mixed: bool) -> list[tuple[int, int, Language]]:
+        if not mixed or len(text) < 40:
+            return [(0, len(text), language)]
+        return language_segments(text, language)
+
+    @staticmethod
+    def _failed(detector: Detector, exc: Exception) -> DetectionError:
+        # The message names the detector and the error type only: never the text.
+        return DetectionError(
+            f"detector {getattr(detector, 'name', type(detector).__name__)!r} failed "
+            f"({type(exc).__name__}); the text was not fully scanned"
+        )
+
+    def _run(self, detector: Detector, text: str, language: Language) -> list[Span]:
+        try:
+            return detector.detect(text, language)
+        except VeilError:
+            raise
+        except Exception as exc:
+            raise self._failed(detector, exc) from exc
+
+    def _run_ner(
+        self, detector: Detector, texts: Sequence[str], pieces: Sequence[Sequence[tuple[int, int, Language]]]
+    ) -> list[list[Span]]:
+        """A NER detector over texts cut into one-language pieces, batched when it can be."""
+        flat = [
+            (index, start, text[start:end], lang)
+            for index, text in enumerate(texts)
+            for start, end, lang in pieces[index]
         ]
-        return resolve_overlaps(accepted)
+        try:
+            batch = getattr(detector, "detect_many", None)
+            if batch is not None:
+                outputs = batch([piece for _, _, piece, _ in flat], [lang for _, _, _, lang in flat])
+            else:
+                outputs = [detector.detect(piece, lang) for _, _, piece, lang in flat]
+        except VeilError:
+            raise
+        except Exception as exc:
+            raise self._failed(detector, exc) from exc
+        results: list[list[Span]] = [[] for _ in texts]
+        for (index, offset, _, _), spans in zip(flat, outputs, strict=True):
+            results[index].extend(
+                spans if offset == 0 else (replace(s, start=s.start + offset, end=s.end + offset) for s in spans)
+            )
+        return results
+
+    def decide(self, text: str, candidates: Iterable[Span], language: Language = "en") -> list[Span]:
+        """Apply the policy to candidate spans, fuse NER with the rules, resolve overlaps."""
+        policy = self.policy
+        candidates = _drop_chunks_of_identifiers(list(candidates))
+        ner_sources = self._ner_sources
+        ner = [s for s in candidates if s.source in ner_sources and s.entity in NER_SOURCE_TYPES] if ner_sources else []
+        rules = (
+            [s for s in candidates if not (s.source in ner_sources and s.entity in NER_SOURCE_TYPES)]
+            if ner
+            else candidates
+        )
+
+        def accepted(span: Span) -> bool:
+            return (
+                policy.reports(span.entity)
+                and span.score >= policy.threshold_for(span.entity)
+                and not policy.allows(text[span.start : span.end])
+            )
+
+        kept = [span for span in rules if accepted(span)]
+        if ner_sources:
+            kept = [
+                span
+                for span in fuse(text, kept, ner, language=language, mode=policy.mode, common_word=COMMON_WORDS)
+                if accepted(span)
+            ]
+        return resolve_overlaps(kept)
 
     def detect(self, text: str, language: LanguageOption | None = None) -> list[Span]:
         """The PII spans of `text`, sorted by start offset, never overlapping."""
@@ -180,15 +284,38 @@ class Engine:
             raise TypeError(f"Engine.detect takes a str, got {type(text).__name__}")
         if not text:
             return []
-        if (language if language is not None else self.language) == "auto" and not self._language_sensitive:
+        choice = language if language is not None else self.language
+        if choice == "auto" and not self._language_sensitive:
             lang: Language = "en"  # no detector reads it: skip the guess
         else:
             lang = self.resolve_language(text, language)
-        return self.decide(text, self.candidates(text, lang))
+        return self.decide(text, self.candidates(text, lang, mixed=choice == "auto"), lang)
 
     def detect_many(self, texts: Iterable[str], language: LanguageOption | None = None) -> list[list[Span]]:
-        """`detect` over many texts (each routed to its own language when `auto`)."""
-        return [self.detect(text, language) for text in texts]
+        """`detect` over many texts (each routed to its own language when `auto`); NER detectors
+        that can (spaCy) read the whole batch at once, which is several times faster."""
+        texts = list(texts)
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"Engine.detect_many takes str items, got {type(text).__name__}")
+        choice = language if language is not None else self.language
+        languages: list[Language] = [
+            "en"
+            if not text or (choice == "auto" and not self._language_sensitive)
+            else self.resolve_language(text, language)
+            for text in texts
+        ]
+        found: list[list[Span]] = [[] for _ in texts]
+        live = [i for i, text in enumerate(texts) if text]
+        for detector in self.detectors:
+            if getattr(detector, "kind", None) == "ner":
+                pieces = [self._pieces(texts[i], languages[i], choice == "auto") for i in live]
+                for i, spans in zip(live, self._run_ner(detector, [texts[i] for i in live], pieces), strict=True):
+                    found[i].extend(spans)
+            else:
+                for i in live:
+                    found[i].extend(self._run(detector, texts[i], languages[i]))
+        return [self.decide(text, found[i], languages[i]) if text else [] for i, text in enumerate(texts)]
 
     async def adetect(self, text: str, language: LanguageOption | None = None) -> list[Span]:
         """`detect` for async code: long texts are scanned in a worker thread."""

@@ -25,7 +25,13 @@ from veil.errors import ConfigError
 Mode = Literal["strict", "permissive"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 
+NerMode = Literal["auto", "required", "off"]
+"""Model-based detection of names, places and organisations (see `Policy.ner`)."""
+NER_MODES: tuple[NerMode, ...] = get_args(NerMode)
+
 DEFAULT_THRESHOLDS: dict[Mode, float] = {"strict": 0.25, "permissive": 0.55}
+
+_NER_ENTITIES = frozenset({Entity.PERSON, Entity.LOCATION, Entity.ORGANIZATION})
 
 _ENTITY_NAME = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 
@@ -64,10 +70,17 @@ class Policy:
     deny: Mapping[str, str] = field(default_factory=dict)
     """Value → entity: these values are always reported, wherever they appear (whole words)."""
     patterns: tuple[UserPattern, ...] = ()
+    ner: NerMode = "auto"
+    """NER for PERSON, LOCATION, ORGANIZATION: `auto` uses spaCy when `veil[ner]` is installed;
+    `required` refuses to run without it; `off` is rules only. With `auto`, a language whose model
+    is missing is refused in strict mode and left to the rules (one warning) in permissive mode;
+    a policy that names PERSON, LOCATION or ORGANIZATION in `entities` makes NER required."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"policy.mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.ner not in NER_MODES:
+            raise ConfigError(f"policy.ner must be one of {', '.join(NER_MODES)}; got {self.ner!r}")
         object.__setattr__(self, "allow", frozenset(normalize_value(v) for v in self.allow))
         if self.entities is not None:
             object.__setattr__(self, "entities", frozenset(self.entities))
@@ -126,13 +139,21 @@ class Policy:
         """True when the value is allow-listed (never reported)."""
         return bool(self.allow) and normalize_value(value) in self.allow
 
+    @property
+    def ner_required(self) -> bool:
+        """True when this policy must not run without a NER model."""
+        if self.ner == "off":
+            return False
+        named = self.entities is not None and bool(self.entities & _NER_ENTITIES)
+        return self.ner == "required" or named
+
     def with_changes(self, **changes: Any) -> Policy:
         return replace(self, **changes)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, where: str = "policy") -> Policy:
         """Build a policy from a `[policy]` table (veil.toml) or an equivalent dict."""
-        allowed = {"mode", "entities", "exclude", "thresholds", "allow", "deny", "patterns"}
+        allowed = {"mode", "entities", "exclude", "thresholds", "allow", "deny", "patterns", "ner"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -145,6 +166,7 @@ class Policy:
             allow=frozenset(_strings(data.get("allow", ()), f"{where}.allow")),
             deny={str(k): str(v) for k, v in _mapping(data.get("deny", {}), f"{where}.deny").items()},
             patterns=tuple(_user_pattern(p, f"{where}.patterns[{i}]") for i, p in enumerate(data.get("patterns", ()))),
+            ner=data.get("ner", "auto"),
         )
 
     @classmethod

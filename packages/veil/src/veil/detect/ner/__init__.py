@@ -1,0 +1,1 @@
+"""Model-based detectors (NER) for names, places and organisations; imported lazily."""

