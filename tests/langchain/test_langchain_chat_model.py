@@ -256,3 +256,26 @@ def test_additional_kwargs_function_call_arguments_are_anonymized() -> None:
         {"email": EMAIL})}})  # fmt: skip
     llm.invoke([HumanMessage("hi"), legacy, HumanMessage("ok")])
     assert EMAIL not in upstream.seen_text()
+
+
+def test_callbacks_see_the_restored_stream_once_and_count_usage_once() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackHandler
+
+    class Tokens(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.tokens: list[str] = []
+            self.starts = 0
+
+        def on_chat_model_start(self, *args: object, **kwargs: object) -> None:
+            self.starts += 1
+
+        def on_llm_new_token(self, token: str, **kwargs: object) -> None:
+            self.tokens.append(token)
+
+    llm, _ = wrapped(chunk_size=2)
+    tokens, usage = Tokens(), UsageMetadataCallbackHandler()
+    shown = "".join(chunk.text for chunk in llm.stream(f"mail {EMAIL}", config={"callbacks": [tokens, usage]}))
+    assert "".join(tokens.tokens) == shown == f"You said: mail {EMAIL}"
+    assert tokens.starts == 1
+    llm.invoke(f"mail {EMAIL}", config={"callbacks": [usage]})
+    assert usage.usage_metadata["recording-fake-1"]["total_tokens"] == 2 * (2 + 4)

@@ -22,12 +22,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManager,
-    AsyncCallbackManagerForLLMRun,
-    CallbackManager,
-    CallbackManagerForLLMRun,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -161,11 +156,10 @@ class VeilChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            return generate_from_stream(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+            return generate_from_stream(self._stream(messages, stop=stop, **kwargs))
         with self._session(kwargs) as session:
             sent = self._anonymizer(session).messages(messages)
-            callbacks = _child_callbacks(run_manager)
-            result = self.model.generate([sent], callbacks=callbacks, **self._call_options(stop, kwargs))
+            result = self.model.generate([sent], callbacks=[], tags=UPSTREAM_TAGS, **self._call_options(stop, kwargs))
             return self._restored_result(Restorer(session, lenient=self.lenient), result)
 
     async def _agenerate(
@@ -176,11 +170,11 @@ class VeilChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            return await agenerate_from_stream(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
+            return await agenerate_from_stream(self._astream(messages, stop=stop, **kwargs))
         with self._session(kwargs) as session:
             sent = self._anonymizer(session).messages(messages)
-            callbacks = _child_callbacks(run_manager)
-            result = await self.model.agenerate([sent], callbacks=callbacks, **self._call_options(stop, kwargs))
+            options = self._call_options(stop, kwargs)
+            result = await self.model.agenerate([sent], callbacks=[], tags=UPSTREAM_TAGS, **options)
             return self._restored_result(Restorer(session, lenient=self.lenient), result)
 
     def _stream(
@@ -190,17 +184,17 @@ class VeilChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        # LangChain reports each chunk this yields to the caller's callbacks (on_llm_new_token).
         with self._session(kwargs) as session:
             sent = self._anonymizer(session).messages(messages)
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
-            config: RunnableConfig = {"callbacks": _child_callbacks(run_manager)}
             ended = False
-            for upstream in self.model.stream(sent, config, **self._call_options(stop, kwargs)):
+            for upstream in self.model.stream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
                 chunk = restorer.feed(upstream)
                 ended = chunk.chunk_position == "last"
-                yield self._emit(chunk, run_manager.on_llm_new_token if run_manager else None)
+                yield ChatGenerationChunk(message=chunk)
             if not ended:
-                yield self._emit(_last(restorer.flush()), run_manager.on_llm_new_token if run_manager else None)
+                yield ChatGenerationChunk(message=_last(restorer.flush()))
 
     async def _astream(
         self,
@@ -212,27 +206,13 @@ class VeilChatModel(BaseChatModel):
         with self._session(kwargs) as session:
             sent = self._anonymizer(session).messages(messages)
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
-            config: RunnableConfig = {"callbacks": _child_callbacks(run_manager)}
             ended = False
-            async for upstream in self.model.astream(sent, config, **self._call_options(stop, kwargs)):
+            async for upstream in self.model.astream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
                 chunk = restorer.feed(upstream)
                 ended = chunk.chunk_position == "last"
-                generation = ChatGenerationChunk(message=chunk)
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=generation)
-                yield generation
+                yield ChatGenerationChunk(message=chunk)
             if not ended:
-                generation = ChatGenerationChunk(message=_last(restorer.flush()))
-                if run_manager:
-                    await run_manager.on_llm_new_token(generation.text, chunk=generation)
-                yield generation
-
-    @staticmethod
-    def _emit(chunk: AIMessageChunk, on_token: Callable[..., Any] | None) -> ChatGenerationChunk:
-        generation = ChatGenerationChunk(message=chunk)
-        if on_token is not None:
-            on_token(chunk.text, chunk=generation)
-        return generation
+                yield ChatGenerationChunk(message=_last(restorer.flush()))
 
     # -- tools and structured output ---------------------------------------------------------
 
@@ -274,23 +254,8 @@ def _last(chunk: AIMessageChunk) -> AIMessageChunk:
 
 
 UPSTREAM_TAGS = ["veil:upstream", "nostream"]
-"""Tags of the wrapped model's run: it is traced as a child of the wrapper, and LangGraph's message
-streaming (which skips "nostream") shows the restored stream of the wrapper only, not the tokens."""
-
-
-def _child_callbacks(
-    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
-) -> CallbackManager | AsyncCallbackManager | None:
-    """The wrapped model's callbacks: a child run of the wrapper's, with the inheritable handlers."""
-    if run_manager is None:
-        return None
-    manager: CallbackManager | AsyncCallbackManager = (
-        AsyncCallbackManager(handlers=[], parent_run_id=run_manager.run_id)
-        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-        else CallbackManager(handlers=[], parent_run_id=run_manager.run_id)
-    )
-    manager.set_handlers(run_manager.inheritable_handlers)
-    manager.add_tags(run_manager.inheritable_tags)
-    manager.add_tags(UPSTREAM_TAGS, inherit=False)
-    manager.add_metadata(run_manager.inheritable_metadata)
-    return manager
+UPSTREAM_CONFIG: RunnableConfig = {"callbacks": [], "tags": UPSTREAM_TAGS}
+"""How the wrapped model is called: with none of the caller's callbacks (they see the wrapper's
+run, with the caller's values, once: usage is not counted twice, and a streaming UI never shows
+tokens), tagged so that tracers configured from the environment, which still see it, can tell it
+apart ("nostream" also keeps it out of LangGraph's message stream)."""
