@@ -8,10 +8,10 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from langchain_fakes import RecordingChatModel
 from langgraph.prebuilt import create_react_agent
+from veil_langchain import VeilChatModel
 
 from veil import Engine, Veil
 from veil.detect import BUILTIN_RULES, RuleDetector
-from veil_langchain import VeilChatModel
 
 EMAIL = "marie.tremblay@exemple.qc.ca"
 SIN = "130 692 544"
