@@ -17,6 +17,7 @@ Scoring, shared by every rule:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 
 from veil.detect import regex_ast
 from veil.detect.context import ContextWords
-from veil.entities import Language, Span
+from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span
 
 Validator = Callable[[str], bool]
 """Takes the matched text, says whether it is a valid value (checksum, ranges)."""
@@ -73,7 +74,17 @@ class Rule:
 
 
 class _CompiledRule:
-    __slots__ = ("context", "entity", "promote_entity", "promote_words", "regex", "rule", "source")
+    __slots__ = (
+        "context",
+        "entity",
+        "is_part",
+        "makes_shape",
+        "promote_entity",
+        "promote_words",
+        "regex",
+        "rule",
+        "source",
+    )
 
     def __init__(self, rule: Rule, source: str) -> None:
         self.rule = rule
@@ -86,6 +97,13 @@ class _CompiledRule:
         self.promote_entity = str(rule.promote.entity) if rule.promote else ""
         self.context = ContextWords(rule.context)
         self.promote_words = ContextWords(rule.promote.words, clause=True) if rule.promote else None
+        # A part of identifier shapes (PHONE) is dropped by the engine when it lies strictly inside
+        # one of them (whatever their scores): the detector can skip validating it there.
+        self.is_part = rule.promote is None and self.entity in _SHAPE_PARTS
+        self.makes_shape = self.entity in IDENTIFIER_SHAPES or self.promote_entity in IDENTIFIER_SHAPES
+
+
+_SHAPE_PARTS: frozenset[str] = frozenset().union(*IDENTIFIER_SHAPES.values())
 
 
 def _has_backreference(pattern: str) -> bool:
@@ -130,23 +148,37 @@ class _Pass:
     A gate is a zero-width pattern that stops at each word start matching the anchor and tries
     every rule there inside a lookahead, each in its own named group: one C-level scan and one
     Python step per candidate position, whatever the number of rules.
+
+    In a gate, the rules that report identifier shapes (cards, IBANs …) come first at each
+    position, so that a part of them (a phone-like chunk) found later at the same or a later
+    position can be skipped without being validated: the engine would drop it anyway.
     """
 
-    __slots__ = ("gate", "groups", "single")
+    __slots__ = ("gate", "has_parts", "single", "slots")
 
     def __init__(self, rules: Sequence[_CompiledRule], gate: str | None) -> None:
         self.single: _CompiledRule | None = None
         self.gate: re.Pattern[str] | None = None
-        self.groups: tuple[tuple[int, _CompiledRule], ...] = ()
+        self.slots: dict[str, tuple[tuple[int, int, _CompiledRule, bool], ...]] = {}
+        """Per language: (slot, group, rule, is a part of identifier shapes) for the rules that run."""
+        self.has_parts = False
         if gate is None:
             (self.single,) = rules
             return
+        rules = sorted(rules, key=lambda compiled: not compiled.makes_shape)  # stable: shapes first
         parts = []
         for index, compiled in enumerate(rules):
             pattern = compiled.rule.pattern
             parts.append(f"(?=(?P<r{index}>{pattern})|)")
         self.gate = re.compile(rf"(?<![^\W_])(?={gate})" + "".join(parts))
-        self.groups = tuple((self.gate.groupindex[f"r{i}"], compiled) for i, compiled in enumerate(rules))
+        groups = [(index, self.gate.groupindex[f"r{index}"], compiled) for index, compiled in enumerate(rules)]
+        self.has_parts = any(compiled.is_part for compiled in rules)
+        for language in LANGUAGES:
+            self.slots[language] = tuple(
+                (slot, group, compiled, compiled.is_part)
+                for slot, group, compiled in groups
+                if language in compiled.rule.languages
+            )
 
 
 DIGIT_RUN = r"[+(]?[0-9](?:[0-9 \u00a0\u202f().,\-/]{4}|[0-9]?(?i:st|nd|rd|th))"
@@ -240,6 +272,8 @@ class RuleDetector:
 
     def detect(self, text: str, language: Language = "en") -> list[Span]:
         spans: list[Span] = []
+        # (start, end) of the identifier-shaped spans found so far (see _Pass).
+        shapes: list[tuple[int, int]] = []
         for scan in self._passes:
             single = scan.single
             if single is not None:
@@ -255,25 +289,47 @@ class RuleDetector:
                     span = _score(single, text, start, end)
                     if span is not None:
                         spans.append(span)
+                        if span.entity in IDENTIFIER_SHAPES:
+                            shapes.append((span.start, span.end))
                     position = _resume_after(span, start)
                 continue
             gate = scan.gate
             if gate is None:  # pragma: no cover - a pass is a single rule or a gate
                 continue
-            groups = scan.groups
+            slots = scan.slots[language]
             # As with one finditer per rule, a rule's matches do not overlap each other: a
             # match starting inside the previous match of the same rule is skipped.
-            resume = [0] * len(groups)
+            resume = [0] * (max((slot for slot, *_ in slots), default=0) + 1)
+            # The shape that ends furthest among those starting at or before the position.
+            pending = sorted(shapes) if scan.has_parts else []
+            next_shape = 0
+            reach_start = reach_end = -1
             for match in gate.finditer(text):
                 regs = match.regs
-                for slot, (group, compiled) in enumerate(groups):
+                if pending:
+                    position = regs[0][0]
+                    while next_shape < len(pending) and pending[next_shape][0] <= position:
+                        shape_start, shape_end = pending[next_shape]
+                        next_shape += 1
+                        if shape_end >= reach_end:  # as the engine's reach: the later one on a tie
+                            reach_start, reach_end = shape_start, shape_end
+                for slot, group, compiled, is_part in slots:
                     start, end = regs[group]
-                    if start < resume[slot] or language not in compiled.rule.languages:
+                    if start < resume[slot]:
+                        continue
+                    if is_part and (end < reach_end or (end == reach_end and reach_start < start)):
+                        resume[slot] = end  # strictly inside an identifier: never reported
                         continue
                     span = _score(compiled, text, start, end)
                     resume[slot] = _resume_after(span, start)
                     if span is not None:
                         spans.append(span)
+                        if span.entity in IDENTIFIER_SHAPES:
+                            shapes.append((span.start, span.end))
+                            if scan.has_parts and span.start > start:  # moved on by its refiner
+                                bisect.insort(pending, (span.start, span.end), lo=next_shape)
+                            elif scan.has_parts and span.end >= reach_end:
+                                reach_start, reach_end = span.start, span.end
         return spans
 
 
