@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
+
+from veil.detect import regex_ast
 
 _DEFAULT_BEFORE = 48
 _DEFAULT_AFTER = 24
@@ -21,19 +24,53 @@ def _strip_accents(word: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def _word_pattern(word: str) -> str:
-    """A word as a regex: spaces match any run of blanks, accented letters match with or without."""
-    pieces = []
+def _word_atoms(word: str) -> list[str]:
+    """A word as a list of regex atoms, one a character: case-insensitive, spaces match any run
+    of blanks or dashes, accented letters match with or without their accent."""
+    atoms: list[str] = []
     # Accents are optional in words of four letters or more ("numero" for "numéro"); in
     # shorter ones they carry the meaning ("né le" is not the negation "ne le").
-    for token in word.split():
+    for index, token in enumerate(word.split()):
+        if index:
+            atoms.append(r"[\s\-]+")
         fold = len(token) >= 4
-        parts = []
         for ch in token:
+            forms = {ch, ch.lower(), ch.upper()}
             bare = _strip_accents(ch)
-            parts.append(f"[{re.escape(ch)}{re.escape(bare)}]" if fold and bare != ch else re.escape(ch))
-        pieces.append("".join(parts))
-    return r"[\s\-]+".join(pieces)
+            if fold and bare != ch:
+                forms |= {bare, bare.lower(), bare.upper()}
+            chars = sorted(form for form in forms if len(form) == 1)
+            atoms.append(re.escape(chars[0]) if len(chars) == 1 else "[" + "".join(map(re.escape, chars)) + "]")
+    return atoms
+
+
+def _words_regex(words: Iterable[str]) -> re.Pattern[str]:
+    """Whole words among `words`, as a trie of atoms.
+
+    The pattern starts with the class of every first letter, so that `re` skips the other
+    characters in C instead of trying the words at every position; a look-behind then checks
+    that the word starts there, and which branch of the trie to follow.
+    """
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for atom in _word_atoms(word):
+            node = node.setdefault(atom, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [atom + build(child) for atom, child in node.items() if atom]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    firsts: set[str] = set()
+    for atom in trie:
+        firsts.update(regex_ast.class_characters(atom))
+    dispatch = "|".join(f"(?<={atom}){build(child)}" for atom, child in trie.items())
+    first = "[" + "".join(map(re.escape, sorted(firsts))) + "]"
+    return re.compile(rf"{first}(?<!\w.)(?:{dispatch})(?!\w)")
 
 
 _CLAUSE_END = re.compile(r"[;!?\n]|(?<=[^\W_]{2})\.(?=\s)")
@@ -84,12 +121,7 @@ class ContextWords:
         self.clause = clause
         """Look only within the match's clause: "né le 1 mai 1990; rendez-vous le 3 mars" has
         one date of birth, not two."""
-        if self.words:
-            # Longest first, so that "date of birth" is preferred to "date" inside the alternation.
-            alternation = "|".join(_word_pattern(w) for w in sorted(self.words, key=len, reverse=True))
-            self._regex: re.Pattern[str] | None = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
-        else:
-            self._regex = None
+        self._regex: re.Pattern[str] | None = _words_regex(self.words) if self.words else None
 
     def __bool__(self) -> bool:
         return self._regex is not None

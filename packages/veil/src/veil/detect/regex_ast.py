@@ -90,3 +90,15 @@ def first_characters(items: Any) -> tuple[set[str], bool] | None:
             continue
         return None
     return chars, True
+
+
+def class_characters(pattern: str) -> set[str]:
+    """The characters a one-character pattern (a literal or a class of literals) matches.
+
+    >>> sorted(class_characters("[eEéÉ]")), class_characters("a")
+    (['E', 'e', 'É', 'é'], {'a'})
+    """
+    result = first_characters(parse(pattern))
+    if result is None or result[1]:
+        raise ValueError(f"not a simple character class: {pattern!r}")
+    return result[0]
