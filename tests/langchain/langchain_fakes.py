@@ -31,6 +31,8 @@ class RecordingChatModel(BaseChatModel):
     script: list[AIMessage] = Field(default_factory=list)
     """Answers given in order; when it runs out, the model echoes."""
     chunk_size: int = 3
+    stream_blocks: bool = False
+    """Stream text as content blocks with an index (Anthropic's way) instead of plain strings."""
     received: list[list[BaseMessage]] = Field(default_factory=list)
     received_kwargs: list[dict[str, Any]] = Field(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -80,7 +82,11 @@ class RecordingChatModel(BaseChatModel):
         size = self.chunk_size
         text = answer.text
         for start in range(0, len(text), size):
-            yield AIMessageChunk(content=text[start : start + size], id=answer.id)
+            piece = text[start : start + size]
+            if self.stream_blocks:
+                yield AIMessageChunk(content=[{"type": "text", "text": piece, "index": 0}], id=answer.id)
+            else:
+                yield AIMessageChunk(content=piece, id=answer.id)
         for index, call in enumerate(answer.tool_calls):
             args = json.dumps(call["args"], ensure_ascii=False)
             yield AIMessageChunk(

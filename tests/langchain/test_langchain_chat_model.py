@@ -162,17 +162,17 @@ class Contact(BaseModel):
 
 
 def test_structured_output_is_restored_and_the_model_never_sees_the_value() -> None:
-    call = {"name": "Contact", "args": {"name": "Marie", "email": "{{EMAIL_1}}"}, "id": "c1"}
+    call = {"name": "Contact", "args": {"name": "Client", "email": "{{EMAIL_1}}"}, "id": "c1"}
     llm, upstream = wrapped(AIMessage(content="", tool_calls=[call]))
     structured = llm.with_structured_output(Contact)
-    contact = structured.invoke(f"Marie, {EMAIL}")
-    assert contact == Contact(name="Marie", email=EMAIL)
-    assert upstream.received[0][0].content == "Marie, {{EMAIL_1}}"
+    contact = structured.invoke(f"Client, {EMAIL}")
+    assert contact == Contact(name="Client", email=EMAIL)
+    assert upstream.received[0][0].content == "Client, {{EMAIL_1}}"
     assert upstream.received_kwargs[0]["tool_choice"] == "any"
 
     llm, upstream = wrapped(AIMessage(content="", tool_calls=[call]))
-    raw = llm.with_structured_output(Contact, include_raw=True).invoke(f"Marie, {EMAIL}")
-    assert raw["parsed"] == Contact(name="Marie", email=EMAIL)
+    raw = llm.with_structured_output(Contact, include_raw=True).invoke(f"Client, {EMAIL}")
+    assert raw["parsed"] == Contact(name="Client", email=EMAIL)
     assert raw["raw"].tool_calls[0]["args"]["email"] == EMAIL
 
 
@@ -279,3 +279,34 @@ def test_callbacks_see_the_restored_stream_once_and_count_usage_once() -> None:
     assert tokens.starts == 1
     llm.invoke(f"mail {EMAIL}", config={"callbacks": [usage]})
     assert usage.usage_metadata["recording-fake-1"]["total_tokens"] == 2 * (2 + 4)
+
+
+def test_streamed_content_blocks_are_restored_per_block_without_half_tokens() -> None:
+    for size in (1, 3, 4):
+        upstream = RecordingChatModel(chunk_size=size, stream_blocks=True)
+        llm = VeilChatModel(model=upstream, veil=Veil(engine=RULES))
+        chunks = list(llm.stream(f"NAS {SIN}, {EMAIL}"))
+        pieces = [block["text"] for chunk in chunks for block in chunk.content if isinstance(block, dict)]
+        assert all("{" not in piece and "}" not in piece for piece in pieces)
+        full = chunks[0]
+        for chunk in chunks[1:]:
+            full = full + chunk
+        assert full.text == f"You said: NAS {SIN}, {EMAIL}"
+
+
+def test_a_stream_closed_early_still_erases_its_per_call_mapping() -> None:
+    veil = Veil(engine=RULES)
+    llm = VeilChatModel(model=RecordingChatModel(chunk_size=2), veil=veil)
+    stream = llm.stream(f"mail {EMAIL}")
+    next(stream)
+    stream.close()
+    erased = [r for r in veil.audit.store.records() if r.event == "erase"]
+    assert len(erased) == 1 and veil.vault.records(veil.tenant, erased[0].details["scope"]) == []
+
+
+def test_structured_output_streams_restored_partial_objects() -> None:
+    call = {"name": "Contact", "args": {"name": "Client", "email": "{{EMAIL_1}}"}, "id": "c1"}
+    llm, upstream = wrapped(AIMessage(content="", tool_calls=[call]), chunk_size=4)
+    parts = list(llm.with_structured_output(Contact).stream(f"Client, {EMAIL}"))
+    assert parts[-1] == Contact(name="Client", email=EMAIL)
+    assert EMAIL not in upstream.seen_text()
