@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Any
 
 import pytest
 from conftest import CARD, EMAIL, PHONE, SIN, assert_no_canary
 from haystack import Pipeline
 from haystack.components.agents import Agent
 from haystack.components.generators.chat import MockChatGenerator
-from haystack.dataclasses import ChatMessage, StreamingChunk, ToolCall
+from haystack.dataclasses import ChatMessage, StreamingChunk, ToolCall, ToolCallDelta
 from haystack.tools import Tool
 from haystack_fakes import RecordingChatGenerator
 from veil_haystack import VeilChatGenerator, VeilConfig
@@ -263,3 +264,49 @@ def test_a_scope_invented_for_one_run_is_erased_when_the_run_ends(config: VeilCo
 def test_a_given_scope_is_kept_for_the_next_turn(config: VeilConfig) -> None:
     VeilChatGenerator(generator=RecordingChatGenerator(), config=config).run(TEXT, scope="conversation-3")
     assert len(list(config.veil().vault.records(config.tenant, "conversation-3"))) == 4
+
+
+class ScriptedStream:
+    """A model that streams given chunks (the way some providers index them) and replies with their text."""
+
+    def __init__(self, chunks: list[StreamingChunk], reply: ChatMessage) -> None:
+        self.chunks, self.reply = chunks, reply
+
+    def run(self, messages: list[ChatMessage], streaming_callback: Any = None) -> dict[str, list[ChatMessage]]:
+        for chunk in self.chunks:
+            streaming_callback(chunk)
+        return {"replies": [self.reply]}
+
+
+def test_a_token_cut_where_the_text_index_changes_is_still_restored_whole(config: VeilConfig) -> None:
+    pieces = [StreamingChunk(content="Écrire à {{EM", index=None), StreamingChunk(content="AIL_1}} !", index=0)]
+    shown: list[StreamingChunk] = []
+    llm = VeilChatGenerator(generator=ScriptedStream(pieces, ChatMessage.from_assistant("x")), config=config)
+    llm.run(f"à {EMAIL}", scope="conversation-index", streaming_callback=shown.append)
+    assert [chunk.content for chunk in shown] == ["Écrire à ", f"{EMAIL} !"]
+
+
+def test_the_held_back_text_is_sent_before_the_tool_call_that_follows_it(config: VeilConfig) -> None:
+    call = ToolCall(tool_name="send_email", arguments={"to": "{{EMAIL_1}}"}, id="c1")
+    pieces = [
+        StreamingChunk(content="Je lui écris : {{EMAIL", index=0),
+        StreamingChunk(content="_1}", index=0),  # a token a model mangled: "}" more could still follow
+        StreamingChunk(content="", index=1, start=True, tool_calls=[ToolCallDelta(index=0, tool_name="send_email")]),
+        StreamingChunk(content="", index=1, tool_calls=[ToolCallDelta(index=0, arguments='{"to": "{{EMAIL_1}}"}')]),
+        StreamingChunk(content="", finish_reason="tool_calls"),
+    ]
+    reply = ChatMessage.from_assistant("Je lui écris : {{EMAIL_1}", tool_calls=[call])
+    shown: list[StreamingChunk] = []
+    llm = VeilChatGenerator(generator=ScriptedStream(pieces, reply), config=config)
+    result = llm.run(f"à {EMAIL}", scope="conversation-blocks", streaming_callback=shown.append)
+    text_then_tool = [(chunk.content, [d.arguments for d in chunk.tool_calls or []]) for chunk in shown]
+    assert text_then_tool == [
+        ("Je lui écris : ", []),
+        ("", []),  # "{{EMAIL" + "_1}" held back until the block ends…
+        (EMAIL, []),  # …and sent whole, before the tool call starts
+        ("", [None]),
+        ("", [json.dumps({"to": EMAIL})]),
+        ("", []),
+    ]
+    assert result["replies"][0].tool_calls[0].arguments == {"to": EMAIL}
+    assert result["replies"][0].text == f"Je lui écris : {EMAIL}"

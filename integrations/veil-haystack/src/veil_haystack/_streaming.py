@@ -21,6 +21,8 @@ from veil.session import Session
 
 _TEXT, _TOOL, _REASONING = "text", "tool", "reasoning"
 StreamKey = tuple[str, int | None]
+_TEXT_KEY: StreamKey = (_TEXT, None)
+_REASONING_KEY: StreamKey = (_REASONING, None)
 
 
 class _Block:
@@ -48,10 +50,12 @@ class ChunkRestorer:
     def _keys(chunk: StreamingChunk) -> list[StreamKey]:
         if chunk.tool_calls:
             return [(_TOOL, delta.index) for delta in chunk.tool_calls]
+        # One stream for the text and one for the reasoning, whatever index a generator gives their
+        # chunks (some give None, then 0): a token is never cut by an index that changes mid-text.
         if chunk.reasoning is not None:
-            return [(_REASONING, chunk.index)]
+            return [_REASONING_KEY]
         if chunk.content:
-            return [(_TEXT, chunk.index)]
+            return [_TEXT_KEY]
         return []
 
     def _remainder(self, key: StreamKey, block: _Block) -> StreamingChunk | None:
@@ -103,11 +107,11 @@ class ChunkRestorer:
             changed = any(new is not old for new, old in zip(deltas, chunk.tool_calls, strict=True))
             out.append(replace(chunk, tool_calls=deltas) if changed else chunk)
         elif chunk.reasoning is not None:
-            text = restore((_REASONING, chunk.index), chunk.reasoning.reasoning_text)
+            text = restore(_REASONING_KEY, chunk.reasoning.reasoning_text)
             unchanged = text == chunk.reasoning.reasoning_text
             out.append(chunk if unchanged else replace(chunk, reasoning=replace(chunk.reasoning, reasoning_text=text)))
         elif chunk.content:
-            text = restore((_TEXT, chunk.index), chunk.content)
+            text = restore(_TEXT_KEY, chunk.content)
             out.append(chunk if text == chunk.content else replace(chunk, content=text))
         else:
             out.append(chunk)
