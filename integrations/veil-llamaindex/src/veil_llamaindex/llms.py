@@ -287,25 +287,27 @@ class _ChatStream:
         return delta
 
     def _message(self, response: ChatResponse) -> ChatMessage:
-        message = restore_message(
-            self._session, response.message.model_copy(update={"blocks": []}), lenient=self._owner.lenient_restore
-        )
-        restored_blocks = [
-            restore_message(self._session, ChatMessage(blocks=[block]), lenient=True).blocks[0]
-            for block in response.message.blocks
-            if not isinstance(block, TextBlock)
-        ]
-        has_text = bool(self._text) or any(isinstance(block, TextBlock) for block in response.message.blocks)
+        source = response.message
+        others = [block for block in source.blocks if not isinstance(block, TextBlock)]
+        has_text = bool(self._text) or len(others) < len(source.blocks)
         text_blocks = [TextBlock(text=self._text)] if has_text else []
-        return message.model_copy(update={"blocks": [*text_blocks, *restored_blocks]})
+        if not others and not source.additional_kwargs:  # the common case: text only, nothing else to restore
+            return ChatMessage(role=source.role, blocks=text_blocks)
+        # Tool calls and extras arrive cumulative and possibly cut mid-token: restored leniently
+        # at each chunk, whole.
+        restored = restore_message(self._session, source.model_copy(update={"blocks": others}), lenient=True)
+        return restored.model_copy(update={"blocks": [*text_blocks, *restored.blocks]})
 
     def feed(self, response: ChatResponse) -> ChatResponse:
         shown = self._restorer.feed(self._delta(response))
         self._text += shown
         self._last = response
-        extra = restore_data(self._session, response.additional_kwargs, lenient=True)
-        return response.model_copy(
-            update={"message": self._message(response), "delta": shown, "additional_kwargs": extra}
+        return ChatResponse(
+            message=self._message(response),
+            raw=response.raw,
+            delta=shown,
+            logprobs=response.logprobs,
+            additional_kwargs=restore_data(self._session, response.additional_kwargs, lenient=True),
         )
 
     def flush(self) -> ChatResponse | None:
