@@ -8,13 +8,13 @@ import re
 from typing import Any
 
 import pytest
-from conftest import CARD, EMAIL, PHONE, SIN, assert_no_canary
 from haystack import Pipeline
 from haystack.components.agents import Agent
 from haystack.components.generators.chat import MockChatGenerator
 from haystack.dataclasses import ChatMessage, StreamingChunk, ToolCall, ToolCallDelta
 from haystack.tools import Tool
 from haystack_fakes import RecordingChatGenerator
+from haystack_helpers import CARD, EMAIL, PHONE, SIN, assert_no_canary
 from veil_haystack import VeilChatGenerator, VeilConfig
 
 import veil

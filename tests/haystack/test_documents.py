@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CARD, EMAIL, PHONE, RULES_ONLY, SIN, assert_no_canary
 from haystack import Document, Pipeline
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.components.writers import DocumentWriter
 from haystack.dataclasses import ByteStream
 from haystack.document_stores.in_memory import InMemoryDocumentStore
+from haystack_helpers import CARD, EMAIL, PHONE, RULES_ONLY, SIN, assert_no_canary
 from veil_haystack import VeilConfig, VeilDocumentAnonymizer, VeilDocumentFilter, VeilRestorer, VeilTextAnonymizer
 
 import veil

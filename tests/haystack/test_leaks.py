@@ -7,7 +7,6 @@ conversation through VeilChatGenerator, streamed. The models are recording fakes
 
 from __future__ import annotations
 
-from conftest import CARD, EMAIL, PHONE, SIN, assert_no_canary
 from haystack import Document, Pipeline
 from haystack.components.builders import ChatPromptBuilder
 from haystack.components.retrievers.in_memory import InMemoryEmbeddingRetriever
@@ -15,6 +14,7 @@ from haystack.components.writers import DocumentWriter
 from haystack.dataclasses import ChatMessage, StreamingChunk
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack_fakes import HashingDocumentEmbedder, HashingTextEmbedder, RecordingChatGenerator
+from haystack_helpers import CARD, EMAIL, PHONE, SIN, assert_no_canary
 from veil_haystack import (
     VeilChatGenerator,
     VeilConfig,

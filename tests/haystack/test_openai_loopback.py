@@ -17,11 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conftest import CARD, EMAIL, PHONE, SIN, assert_no_canary
 from haystack.components.generators.chat import OpenAIChatGenerator
 from haystack.dataclasses import ChatMessage, StreamingChunk
 from haystack.tools import Tool
 from haystack.utils import Secret
+from haystack_helpers import CARD, EMAIL, PHONE, SIN, assert_no_canary
 from veil_haystack import VeilChatGenerator, VeilConfig
 
 TEXT = f"Écrivez à {EMAIL}, tél. {PHONE}, NAS {SIN}, carte {CARD}."

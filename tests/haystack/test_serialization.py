@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EMAIL, RULES_ONLY, SIN, assert_no_canary
 from haystack import Pipeline
 from haystack.components.generators.chat import MockChatGenerator
 from haystack.core.errors import DeserializationError
 from haystack.dataclasses import ChatMessage
 from haystack.utils import Secret
 from haystack_fakes import RecordingChatGenerator
+from haystack_helpers import EMAIL, RULES_ONLY, SIN, assert_no_canary
 from veil_haystack import (
     VeilChatGenerator,
     VeilConfig,

@@ -7,10 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import CARD, EMAIL, PHONE, RULES_ONLY, SIN, assert_no_canary
 from haystack import Pipeline
 from haystack.dataclasses import ChatMessage, ImageContent, ReasoningContent, ToolCall
 from haystack_fakes import RecordingChatGenerator, message_texts
+from haystack_helpers import CARD, EMAIL, PHONE, RULES_ONLY, SIN, assert_no_canary
 from veil_haystack import VeilConfig, VeilRestorer, VeilTextAnonymizer
 
 import veil
