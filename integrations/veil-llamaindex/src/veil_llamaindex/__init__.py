@@ -14,4 +14,6 @@ from veil_llamaindex.llms import VeilLLM
 from veil_llamaindex.postprocessor import VeilPIIPostprocessor
 from veil_llamaindex.transform import VeilTransform
 
-__all__ = ["VeilEmbedding", "VeilLLM", "VeilPIIPostprocessor", "VeilTransform"]
+__version__ = "0.1.0"
+
+__all__ = ["VeilEmbedding", "VeilLLM", "VeilPIIPostprocessor", "VeilTransform", "__version__"]
