@@ -406,3 +406,30 @@ def test_a_value_keeps_its_token_across_calls_of_one_scope(veil: Veil, upstream:
     llm.chat(user(f"other a.b@exemple.ca then {CANARIES['email']}"))
     assert "first {{EMAIL_1}}" in upstream.seen[1]
     assert "other {{EMAIL_2}} then {{EMAIL_1}}" in upstream.seen[4]
+
+
+# -- what LlamaIndex builds on the LLM ------------------------------------------------------------------
+
+
+class Contact(BaseModel):
+    recipient: str
+
+
+def test_structured_predict_fills_the_model_with_real_values(veil: Veil, upstream: RecordingLLM) -> None:
+    from llama_index.core.prompts import PromptTemplate
+
+    llm = VeilLLM(llm=upstream, veil=veil, scope="conv-1")
+    contact = llm.structured_predict(Contact, PromptTemplate("Contact {who}"), who=CANARIES["email"])
+    assert contact == Contact(recipient=CANARIES["email"])
+    assert leaked(upstream.seen) == []
+
+
+def test_a_chat_engine_keeps_the_conversation_anonymized_for_the_model(veil: Veil, upstream: RecordingLLM) -> None:
+    from llama_index.core.chat_engine import SimpleChatEngine
+
+    engine = SimpleChatEngine.from_defaults(llm=VeilLLM(llm=upstream, veil=veil, scope="conv-1"))
+    assert engine.chat(f"I am {CANARIES['email']}").response == f"You said: I am {CANARIES['email']}"
+    streamed = "".join(engine.stream_chat(f"Call {CANARIES['phone']}").response_gen)
+    assert streamed == f"You said: Call {CANARIES['phone']}"
+    assert leaked(upstream.seen) == []
+    assert any("You said: I am {{EMAIL_1}}" in seen for seen in upstream.seen)  # history goes back tokenized
