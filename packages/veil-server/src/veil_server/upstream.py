@@ -14,6 +14,7 @@ The built-in echo provider is the same client over httpx's ASGI transport (no so
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +40,9 @@ class Provider:
             transport = transport or httpx.AsyncHTTPTransport(
                 retries=settings.retries,
                 limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=20),
+                # Headers and body go out in separate writes: without TCP_NODELAY the body waits
+                # for the peer's delayed ACK (milliseconds per request).
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             )
             base_url = settings.base_url.rstrip("/")
         self.base_url = base_url

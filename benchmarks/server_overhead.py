@@ -1,0 +1,229 @@
+"""Latency veil's gateway adds over calling the same upstream directly.
+
+A local upstream that answers at once (veil's echo app under uvicorn, its own process) serves a
+1 KB chat request with a few personal values in it, first directly, then through `veil serve`
+(rules-only anonymization, in-memory or SQLite vault). Printed: added latency p50/p95/p99 on
+unary requests, time-to-first-token overhead on streams, throughput with 1 and 2 workers,
+start-up time and resident memory per worker.
+
+    uv run python benchmarks/server_overhead.py [--requests 400] [--concurrency 16]
+
+The machine has 2 cores shared by everything running on it (the upstream, the gateway, this
+client and, while the project is worked on, other agents): numbers are noisy; compare runs made
+back to back, and read them as an upper bound of the gateway's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+MESSAGE = (
+    "Bonjour, je vous écris au sujet de ma réclamation. Vous pouvez me joindre à marie.tremblay@exemple.qc.ca "
+    "ou au +1 514 872 3456 entre 9 h et 17 h. "
+) + "Le dossier concerne un dégât d'eau survenu au sous-sol la semaine dernière; l'expert est passé. " * 9
+BODY = {"model": "bench", "messages": [{"role": "user", "content": MESSAGE[:1000]}]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def process(
+    command: list[str], ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_ready(ready_url)
+        yield proc, time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (from /proc): what they cost, whatever the machine's load."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def worker_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return found or [pid]
+
+
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return at(0.50), at(0.95), at(0.99)
+
+
+def paired(direct: str, veil: str, n: int, headers: dict[str, str], *, stream: bool) -> tuple[list[float], list[float]]:
+    """Latency (unary) or time to the first token (stream) of the same request sent alternately to
+    the upstream and through veil: both sides see the same load on this shared machine."""
+    body = {**BODY, "stream": True} if stream else BODY
+
+    def once(client: httpx.Client) -> float:
+        started = time.perf_counter()
+        if not stream:
+            client.post("/chat/completions", json=body).raise_for_status()
+            return time.perf_counter() - started
+        first = 0.0
+        with client.stream("POST", "/chat/completions", json=body) as response:
+            for line in response.iter_lines():
+                if not first and '"content":"' in line and '"content":""' not in line:
+                    first = time.perf_counter() - started
+        return first
+
+    with (
+        httpx.Client(base_url=direct, headers=headers, timeout=30) as to_upstream,
+        httpx.Client(base_url=veil, headers=headers, timeout=30) as to_veil,
+    ):
+        for _ in range(20):  # warm-up: connections, caches
+            once(to_upstream), once(to_veil)
+        direct_samples, veil_samples = [], []
+        for _ in range(n):
+            direct_samples.append(once(to_upstream))
+            veil_samples.append(once(to_veil))
+    return direct_samples, veil_samples
+
+
+def throughput(base: str, n: int, concurrency: int, headers: dict[str, str]) -> float:
+    counter = iter(range(n))
+    lock = threading.Lock()
+
+    def work() -> None:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            while True:
+                with lock:
+                    if next(counter, None) is None:
+                        return
+                client.post("/chat/completions", json=BODY).raise_for_status()
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return n / (time.perf_counter() - started)
+
+
+def gateway_config(directory: Path, upstream: str, vault: str) -> Path:
+    config = directory / f"veil-{vault}.toml"
+    config.write_text(
+        f'[vault]\nurl = "{vault if vault == "memory" else directory / "vault"}"\n\n'
+        '[policy]\nner = "off"\n\n'
+        f'[providers.local]\nbase_url = "{upstream}/v1"\n\n[models.bench]\nprovider = "local"\nupstream = "echo"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    python = sys.executable
+    upstream_port = free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    upstream_cmd = [python, "-m", "uvicorn", "--factory", "veil_server.echo:create_echo_app", "--port",
+                    str(upstream_port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    headers = {"Authorization": "Bearer bench"}
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp, process(upstream_cmd, f"{upstream}/v1/models") as (upstream_proc, _):
+        directory = Path(tmp)
+        for vault, workers in (("memory", 1), ("sqlite", 1), ("sqlite", 2)):
+            port = free_port()
+            config = gateway_config(directory, upstream, vault)
+            command = [python, "-m", "veil.cli", "serve", "--config", str(config), "--port", str(port),
+                       "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
+            base = f"http://127.0.0.1:{port}/v1"
+            label = f"{vault} vault, {workers} worker{'s' if workers > 1 else ''}"
+            with process(command, f"http://127.0.0.1:{port}/healthz", {"VEIL_HOME": str(directory)}) as (proc, up):
+                if workers == 1:
+                    cpu_before = cpu_seconds([proc.pid]), cpu_seconds([upstream_proc.pid])
+                    direct, veil = paired(f"{upstream}/v1", base, args.requests, headers, stream=False)
+                    cpu_per_request = (cpu_seconds([proc.pid]) - cpu_before[0]) / (args.requests + 20)
+                    # The upstream served each request twice (direct, then through veil).
+                    upstream_cpu = (cpu_seconds([upstream_proc.pid]) - cpu_before[1]) / (2 * (args.requests + 20))
+                    (d50, d95, d99), (v50, v95, v99) = percentiles(direct), percentiles(veil)
+                    rows.append(
+                        (f"{label}: direct p50 / p95 / p99", f"{d50 * 1e3:.2f} / {d95 * 1e3:.2f} / {d99 * 1e3:.2f} ms")
+                    )
+                    rows.append(
+                        (f"{label}: veil p50 / p95 / p99", f"{v50 * 1e3:.2f} / {v95 * 1e3:.2f} / {v99 * 1e3:.2f} ms")
+                    )
+                    added = f"{(v50 - d50) * 1e3:.2f} / {(v95 - d95) * 1e3:.2f} / {(v99 - d99) * 1e3:.2f} ms"
+                    rows.append((f"{label}: added p50 / p95 / p99", added))
+                    rows.append((f"{label}: CPU per request, gateway / echo upstream",
+                                 f"{cpu_per_request * 1e3:.2f} / {upstream_cpu * 1e3:.2f} ms"))  # fmt: skip
+                    direct, veil = paired(f"{upstream}/v1", base, args.requests // 3, headers, stream=True)
+                    overhead = statistics.median(veil) - statistics.median(direct)
+                    rows.append((f"{label}: TTFT direct / veil / added (p50)",
+                                 f"{statistics.median(direct) * 1e3:.2f} / {statistics.median(veil) * 1e3:.2f} / "
+                                 f"{overhead * 1e3:.2f} ms"))  # fmt: skip
+                    rows.append((f"{label}: start-up to /healthz", f"{up:.2f} s"))
+                direct_rps = throughput(f"{upstream}/v1", args.requests, args.concurrency, headers)
+                rps = throughput(base, args.requests, args.concurrency, headers)
+                rows.append((f"{label}: throughput direct / veil (concurrency {args.concurrency})",
+                             f"{direct_rps:.0f} / {rps:.0f} req/s"))  # fmt: skip
+                memory = [rss_mb(pid) for pid in worker_pids(proc.pid)]
+                rows.append((f"{label}: RSS per process", " / ".join(f"{m:.0f} MB" for m in memory)))
+    width = max(len(name) for name, _ in rows)
+    print(f"veil gateway overhead — 1 KB chat request (rules only), {args.requests} requests; 2 shared cores, noisy")
+    print(f"{'measure'.ljust(width)}  value")
+    print(f"{'-' * width}  {'-' * 24}")
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+    print(json.dumps({"message_chars": len(BODY["messages"][0]["content"])}))
+
+
+if __name__ == "__main__":
+    main()
