@@ -10,6 +10,7 @@ restoring the answer (whole, or streamed in 4-character chunks). The rules engin
 in-memory vault are used (the target: p50 <= 1 ms with the rules engine).
 
 Rows:
+- the core alone (Session.anonymize + restore of the message, no LangChain): veil's own share;
 - invoke, scope per conversation (`scope=`): values are new the first time, then found again;
 - invoke, no scope (a mapping per call, erased when the call ends: one erase per call);
 - stream, scope per conversation.
@@ -107,7 +108,14 @@ def main() -> None:
     def stream(model: BaseChatModel) -> Callable[[str], object]:
         return lambda text: "".join(chunk.text for chunk in model.stream(text))
 
+    core_veil = Veil(engine=engine, audit_traffic=False)
+
+    def core_only(text: str) -> object:
+        session = core_veil.session("bench")
+        return session.restore(session.anonymize(text).text)
+
     rows = [
+        ("core alone: anonymize + restore", lambda text: None, core_only),
         ("invoke, scope per conversation", bare.invoke, scoped.invoke),
         ("invoke, no scope (per call)", bare.invoke, per_call.invoke),
         ("stream, scope per conversation", stream(bare), stream(scoped)),
