@@ -34,6 +34,7 @@ KEYS = {
     "sk-veil-mapping": {"scopes": ["chat", "embeddings", "anonymize", "scan", "models", "mapping:read"]},
     "sk-veil-scan": {"scopes": ["scan"]},
     "sk-veil-forced": {"scopes": ["chat"], "policy": {"allow_opt_out": False}},
+    "sk-veil-other-tenant": {"tenant": "other", "scopes": ["chat", "anonymize", "mapping:read"]},
 }
 FAILURE_MODELS = ("fail-429", "fail-500", "not-json", "slow", "cut", "break", "stall")
 

@@ -124,16 +124,34 @@ def test_anonymize_extends_an_existing_mapping(base_url: str) -> None:
     assert second["mapping"] == {**first["mapping"], "{{EMAIL_3}}": "c@exemple.ca"}
 
 
-def test_anonymize_in_a_scope_and_restore_from_that_scope(base_url: str) -> None:
+def test_anonymize_in_a_scope_and_restore_from_that_scope_of_the_same_tenant_only(base_url: str) -> None:
     done = httpx.post(f"{base_url}/anonymize", json={"text": f"NAS {CANARIES['sin']}", "scope": "case-77"},
                       headers=AUTH).json()  # fmt: skip
     assert done["anonymized_text"] == "NAS {{CA_SIN_1}}"
-    back = httpx.put(f"{base_url}/anonymize", json={"text": "Le {{CA_SIN_1}} est noté.", "scope": "case-77"},
-                     headers=AUTH).json()  # fmt: skip
+    asked = {"text": "Le {{CA_SIN_1}} est noté.", "scope": "case-77"}
+    # Restoring from a scope reads the vault: it takes the mapping:read scope.
+    refused = httpx.put(f"{base_url}/anonymize", json=asked, headers=AUTH)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope"
+    reader = {"Authorization": "Bearer sk-veil-mapping"}
+    back = httpx.put(f"{base_url}/anonymize", json=asked, headers=reader).json()
     assert back["text"] == f"Le {CANARIES['sin']} est noté."
-    elsewhere = httpx.put(f"{base_url}/anonymize", json={"text": "Le {{CA_SIN_1}}.", "scope": "case-78"},
-                          headers=AUTH).json()  # fmt: skip
-    assert elsewhere["text"] == "Le {{CA_SIN_1}}." and elsewhere["drift"]["invented"] == ["{{CA_SIN_1}}"]
+    elsewhere = httpx.put(f"{base_url}/anonymize", json={**asked, "scope": "case-78"}, headers=reader).json()
+    assert elsewhere["text"] == asked["text"] and elsewhere["drift"]["invented"] == ["{{CA_SIN_1}}"]
+    other_tenant = httpx.put(f"{base_url}/anonymize", json=asked,
+                             headers={"Authorization": "Bearer sk-veil-other-tenant"}).json()  # fmt: skip
+    assert other_tenant["text"] == asked["text"]  # same scope name, another tenant: nothing to restore
+
+
+def test_a_conversation_scope_is_per_tenant(base_url: str, upstream: RecordingUpstream) -> None:
+    import openai
+
+    scope = {"X-Veil-Scope": "shared-name"}
+    for key, email in (("sk-veil-test", "a@exemple.ca"), ("sk-veil-other-tenant", "b@exemple.ca")):
+        with openai.OpenAI(base_url=base_url, api_key=key, max_retries=0) as sdk:
+            sdk.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": email}],
+                                        extra_headers=scope)  # fmt: skip
+    # Each tenant numbers its own values: the second tenant's first e-mail is its {{EMAIL_1}} too.
+    assert [r.json()["messages"][0]["content"] for r in upstream.requests] == ["{{EMAIL_1}}", "{{EMAIL_1}}"]
 
 
 def test_anonymize_can_process_with_a_model_that_sees_only_tokens(base_url: str, upstream: RecordingUpstream) -> None:

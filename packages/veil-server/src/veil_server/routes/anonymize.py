@@ -128,6 +128,8 @@ async def restore_text(
         restored = mapping_restorer(payload.mapping).restore(payload.text)
     else:
         assert payload.scope is not None
+        # Restoring from a scope reads the vault: any token of the scope could be asked for.
+        caller.require("mapping:read")
         session = gateway.session(caller.tenant, payload.scope, None)
         restored = await gateway.run(lambda: session.restore_report(payload.text, lenient=True))
     return RestoreResponse(text=restored.text, restored_count=restored.count, drift=restored.drift.to_dict())
