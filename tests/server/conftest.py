@@ -36,7 +36,7 @@ KEYS = {
     "sk-veil-forced": {"scopes": ["chat"], "policy": {"allow_opt_out": False}},
     "sk-veil-other-tenant": {"tenant": "other", "scopes": ["chat", "anonymize", "mapping:read"]},
 }
-FAILURE_MODELS = ("fail-429", "fail-500", "not-json", "slow", "cut", "break", "stall")
+FAILURE_MODELS = ("fail-429", "fail-500", "not-json", "slow", "cut", "break", "stall", "mangle")
 
 
 def sha256(key: str) -> str:

@@ -9,6 +9,7 @@ demand by model name (`fail-429`, `fail-500`, `not-json`, `slow`, `cut`, `stall`
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -179,5 +180,22 @@ async def _stall(upstream: RecordingUpstream, scope: Scope, body: bytes, receive
     upstream.disconnect_seen.set()
 
 
+async def _mangle(upstream: RecordingUpstream, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    """A model that mangles the tokens it was given and makes one up (unary and streamed)."""
+    request = json.loads(body)
+    text = request["messages"][-1]["content"]
+    answer = re.sub(r"\{\{([A-Z_]+)_(\d+)\}\}", lambda m: "{{ " + m.group(1).lower() + "_" + m.group(2) + " }}", text)
+    answer += " Voir aussi {{PHONE_9}}."
+    if not request.get("stream"):
+        message = {"role": "assistant", "content": answer}
+        await _json(send, 200, {"id": "chatcmpl-m", "object": "chat.completion", "created": 1, "model": "mangle",
+                                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})  # fmt: skip
+        return
+    await _start_stream(send)
+    for start in range(0, len(answer), 2):
+        await send({"type": "http.response.body", "body": _chunk(answer[start : start + 2]), "more_body": True})
+    await send({"type": "http.response.body", "body": _chunk(None, "stop") + b"data: [DONE]\n\n"})
+
+
 _FAILURES = {"fail-429": _fail_429, "fail-500": _fail_500, "not-json": _not_json, "slow": _slow, "cut": _cut,
-             "break": _break, "stall": _stall}  # fmt: skip
+             "break": _break, "stall": _stall, "mangle": _mangle}  # fmt: skip

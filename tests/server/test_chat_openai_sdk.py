@@ -257,3 +257,17 @@ def test_permissive_mode_is_chosen_per_request(client: openai.OpenAI, upstream) 
         client.chat.completions.create(
             model="gpt-test", messages=[{"role": "user", "content": text}], extra_body={"anonymize_mode": "loose"}
         )
+
+
+def test_mangled_tokens_are_restored_and_invented_ones_reported_in_the_drift_block(
+    client: openai.OpenAI, upstream: RecordingUpstream
+) -> None:
+    text = f"Écrivez à {CANARIES['email']}."
+    unary = client.chat.completions.create(model="mangle", messages=[{"role": "user", "content": text}])
+    assert unary.choices[0].message.content == f"{text} Voir aussi {{{{PHONE_9}}}}."
+    assert veil_block(unary)["drift"] == {"dropped": [], "altered": ["{{EMAIL_1}}"], "invented": ["{{PHONE_9}}"]}
+    chunks = list(client.chat.completions.create(model="mangle", messages=[{"role": "user", "content": text}],
+                                                 stream=True))  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == unary.choices[0].message.content
+    assert veil_block(chunks[-1])["drift"] == veil_block(unary)["drift"]
+    assert_no_canary(upstream)

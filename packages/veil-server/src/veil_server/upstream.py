@@ -13,6 +13,7 @@ The built-in echo provider is the same client over httpx's ASGI transport (no so
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -23,6 +24,17 @@ import httpx
 from veil_server.echo import create_echo_app
 from veil_server.errors import ApiError, error_type_for
 from veil_server.settings import ProviderSettings
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """The upstream client keeps no cookies: a cookie set by a provider for one caller's request
+    must not ride along with another caller's (and parsing them costs time on every answer)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
 
 
 class Provider:
@@ -49,6 +61,7 @@ class Provider:
         self.client = httpx.AsyncClient(
             base_url=base_url,
             headers=headers,
+            cookies=_NoCookies(),
             transport=transport,
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
         )
