@@ -205,6 +205,11 @@ def test_openapi_describes_every_endpoint_and_the_veil_extensions(gateway_url: s
                          ("/v1/models", "get"), ("/v1/anonymize", "post"), ("/v1/anonymize", "put"),
                          ("/v1/anonymization/scan", "post"), ("/healthz", "get"), ("/readyz", "get")]:  # fmt: skip
         assert method in paths[path], path
+    assert all("422" not in operation["responses"] for ops in paths.values() for operation in ops.values())
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    errors = paths["/v1/chat/completions"]["post"]["responses"]
+    assert {"400", "401", "413", "429", "502", "503", "504"} <= set(errors)
+    assert spec["components"]["schemas"]["ChatCompletionResponse"]["properties"]["veil"]
     chat = spec["components"]["schemas"]["ChatCompletionRequest"]["properties"]
     assert {"anonymize", "anonymize_mode", "veil_scope"} <= set(chat)
     assert "X-Anonymize" in chat["anonymize"]["description"]

@@ -161,3 +161,86 @@ class ScanResponse(BaseModel):
     spans: list[ScanSpan]
     pii_count: int
     pii_types: list[str]
+
+
+class ErrorObject(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error, whatever its status (OpenAI's error shape)."""
+
+    error: ErrorObject
+
+
+class ChatCompletionResponse(_Open):
+    """OpenAI's `chat.completion` (restored), plus the `veil` block. Streams send
+    `chat.completion.chunk` objects as `data:` events, the `veil` block on the last one, then `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: dict[str, Any] | None = None
+    veil: VeilBlock
+
+
+class CompletionResponse(_Open):
+    """OpenAI's `text_completion` (restored), plus the `veil` block."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: dict[str, Any] | None = None
+    veil: VeilBlock
+
+
+class EmbeddingResponse(_Open):
+    """OpenAI's embeddings list (vectors as floats, or base64 of little-endian float32), plus the `veil` block."""
+
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    model: str
+    usage: dict[str, Any] | None = None
+    veil: VeilBlock
+
+
+class ModelVeil(BaseModel):
+    provider: str
+    location: str | None = Field(description="Where the provider's servers are (data residency).")
+    context_length: int | None
+    category: Literal["chat", "completion", "embedding"]
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    veil: ModelVeil
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Invalid request: malformed JSON, wrong types, unknown model (`invalid_model`)"),
+        (401, "`missing_api_key` or `invalid_api_key`"),
+        (403, "`insufficient_scope`, or `anonymization_required` (the key may not opt out)"),
+        (413, "Request body too large"),
+        (429, "The upstream's rate limit, passed through with its Retry-After"),
+        (502, "Upstream unreachable, refused the gateway's credentials, or answered something that is not JSON"),
+        (503, "`vault_unavailable` or `anonymization_failed`: refused, nothing was sent upstream"),
+        (504, "Upstream timeout"),
+    )
+}

@@ -15,6 +15,7 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.schemas import (
+    ERROR_RESPONSES,
     AnonymizeRequest,
     AnonymizeResponse,
     LlmResult,
@@ -64,7 +65,7 @@ def mapping_restorer(mapping: dict[str, str]) -> Restorer:
     return Restorer(mapping.get, known=lambda: list(mapping), lenient=True)
 
 
-@router.post("/v1/anonymize", summary="Anonymize a text", response_model=AnonymizeResponse)
+@router.post("/v1/anonymize", summary="Anonymize a text", response_model=AnonymizeResponse, responses=ERROR_RESPONSES)
 async def anonymize_text(
     payload: AnonymizeRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> AnonymizeResponse:
@@ -116,7 +117,12 @@ def _first_content(answer: dict[str, Any]) -> str | None:
     return content if isinstance(content, str) else None
 
 
-@router.put("/v1/anonymize", summary="Restore a text (tokens back to values)", response_model=RestoreResponse)
+@router.put(
+    "/v1/anonymize",
+    summary="Restore a text (tokens back to values)",
+    response_model=RestoreResponse,
+    responses=ERROR_RESPONSES,
+)
 async def restore_text(
     payload: RestoreRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> RestoreResponse:
@@ -135,7 +141,12 @@ async def restore_text(
     return RestoreResponse(text=restored.text, restored_count=restored.count, drift=restored.drift.to_dict())
 
 
-@router.post("/v1/anonymization/scan", summary="Find personal data (spans only)", response_model=ScanResponse)
+@router.post(
+    "/v1/anonymization/scan",
+    summary="Find personal data (spans only)",
+    response_model=ScanResponse,
+    responses=ERROR_RESPONSES,
+)
 async def scan(
     payload: ScanRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> ScanResponse:

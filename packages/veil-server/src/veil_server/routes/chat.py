@@ -13,7 +13,7 @@ from veil_server.conversation import Turn, decide, not_anonymized_block, strip_v
 from veil_server.errors import ApiError
 from veil_server.gateway import Gateway
 from veil_server.routes import gateway_of, principal, request_size
-from veil_server.schemas import ChatCompletionRequest
+from veil_server.schemas import ERROR_RESPONSES, ChatCompletionRequest, ChatCompletionResponse
 from veil_server.stream import relay
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -45,8 +45,9 @@ def record_pii(gateway: Gateway, turn: Turn | None, endpoint: str, started: floa
     "/v1/chat/completions",
     summary="Create a chat completion (anonymized, restored)",
     response_model=None,
-    responses={200: {"description": "A chat.completion object with a `veil` block, or an SSE stream of "
-                     "chat.completion.chunk objects ending with `data: [DONE]`."}},
+    responses={200: {"model": ChatCompletionResponse, "description": "A chat.completion with a `veil` block; "
+                     "with `stream: true`, an SSE stream of chat.completion.chunk objects ending with `data: [DONE]`."},
+               **ERROR_RESPONSES},
 )  # fmt: skip
 async def create_chat_completion(
     payload: ChatCompletionRequest, request: Request, caller: Annotated[Principal, Depends(principal)]

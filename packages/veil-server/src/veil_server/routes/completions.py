@@ -13,7 +13,7 @@ from veil_server.conversation import not_anonymized_block, strip_veil_fields
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.routes.chat import STREAM_HEADERS, record_pii, start_turn
-from veil_server.schemas import CompletionRequest
+from veil_server.schemas import ERROR_RESPONSES, CompletionRequest, CompletionResponse
 from veil_server.stream import relay
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -27,7 +27,11 @@ def is_token_ids(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and not all(isinstance(item, str) for item in value)
 
 
-@router.post("/v1/completions", summary="Create a completion (anonymized, restored)", response_model=None)
+@router.post(
+    "/v1/completions", summary="Create a completion (anonymized, restored)", response_model=None,
+    responses={200: {"model": CompletionResponse, "description": "A text_completion, or an SSE stream"},
+               **ERROR_RESPONSES},
+)  # fmt: skip
 async def create_completion(
     payload: CompletionRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> Response:

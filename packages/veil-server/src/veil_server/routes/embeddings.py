@@ -15,12 +15,15 @@ from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.routes.chat import record_pii, start_turn
 from veil_server.routes.completions import UNCHECKABLE_IDS_MESSAGE, is_token_ids
-from veil_server.schemas import EmbeddingRequest
+from veil_server.schemas import ERROR_RESPONSES, EmbeddingRequest, EmbeddingResponse
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
 
-@router.post("/v1/embeddings", summary="Create embeddings of anonymized inputs", response_model=None)
+@router.post(
+    "/v1/embeddings", summary="Create embeddings of anonymized inputs", response_model=None,
+    responses={200: {"model": EmbeddingResponse, "description": "The embeddings"}, **ERROR_RESPONSES},
+)  # fmt: skip
 async def create_embeddings(
     payload: EmbeddingRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> Response:

@@ -11,6 +11,7 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.gateway import Gateway
 from veil_server.routes import gateway_of, principal
+from veil_server.schemas import ERROR_RESPONSES, ErrorResponse, ModelList, ModelObject
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -34,13 +35,21 @@ def model_object(gateway: Gateway, name: str) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models", summary="List the models (with where each runs)")
+@router.get(
+    "/v1/models",
+    summary="List the models (with where each runs)",
+    responses={200: {"model": ModelList, "description": "The models"}, 401: ERROR_RESPONSES[401]},
+)
 async def list_models(request: Request, caller: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
     gateway = gateway_of(request)
     return {"object": "list", "data": [model_object(gateway, name) for name in gateway.settings.models]}
 
 
-@router.get("/v1/models/{model:path}", summary="Retrieve a model")
+@router.get(
+    "/v1/models/{model:path}",
+    summary="Retrieve a model",
+    responses={200: {"model": ModelObject, "description": "The model"}, 404: {"model": ErrorResponse}},
+)
 async def retrieve_model(
     model: str, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> dict[str, Any]:
