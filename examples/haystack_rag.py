@@ -25,7 +25,7 @@ from veil_haystack import VeilConfig, VeilDocumentAnonymizer, VeilRestorer, Veil
 
 DOCUMENTS = [
     Document(
-        content="Dossier 1042 : Marie Tremblay (marie.tremblay@exemple.qc.ca) a signalé un débit inconnu "
+        content="Dossier 1042 : la cliente marie.tremblay@exemple.qc.ca a signalé un débit inconnu "
         "sur sa carte 4111 1111 1111 1111. Carte bloquée le 3 mars.",
         meta={"client": "marie.tremblay@exemple.qc.ca"},
     ),
@@ -35,7 +35,7 @@ DOCUMENTS = [
     ),
     Document(content="Procédure : un débit contesté est remboursé sous 10 jours ouvrables.", meta={"client": None}),
 ]
-PII = ("marie.tremblay@exemple.qc.ca", "4111 1111 1111 1111", "+1 514 872 3456", "Marie Tremblay")
+PII = ("marie.tremblay@exemple.qc.ca", "4111 1111 1111 1111", "+1 514 872 3456")
 TEMPLATE = [
     ChatMessage.from_system("Réponds en citant les dossiers."),
     ChatMessage.from_user(

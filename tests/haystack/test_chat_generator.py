@@ -310,3 +310,17 @@ def test_the_held_back_text_is_sent_before_the_tool_call_that_follows_it(config:
     ]
     assert result["replies"][0].tool_calls[0].arguments == {"to": EMAIL}
     assert result["replies"][0].text == f"Je lui écris : {EMAIL}"
+
+
+def test_options_go_to_a_generator_that_takes_any_keyword(config: VeilConfig) -> None:
+    class AnyOptions:
+        def __init__(self) -> None:
+            self.options: dict[str, Any] = {}
+
+        def run(self, messages: list[ChatMessage], **options: Any) -> dict[str, list[ChatMessage]]:
+            self.options = options
+            return {"replies": [ChatMessage.from_assistant(messages[-1].text or "")]}
+
+    model = AnyOptions()
+    VeilChatGenerator(generator=model, config=config).run(TEXT, generation_kwargs={"temperature": 0}, tools_strict=True)
+    assert model.options == {"generation_kwargs": {"temperature": 0}, "tools_strict": True}

@@ -82,7 +82,9 @@ class VeilChatGenerator(VeilComponent):
         self.lenient = lenient
         self.forward_media = forward_media
         self.streaming_callback = streaming_callback
-        self._generator_parameters = set(inspect.signature(generator.run).parameters)
+        parameters = inspect.signature(generator.run).parameters
+        self._generator_parameters = set(parameters)
+        self._generator_takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize the component, with the wrapped generator and the settings (secrets by env var name)."""
@@ -149,7 +151,7 @@ class VeilChatGenerator(VeilComponent):
         for name, value in {"streaming_callback": callback, **options}.items():
             if value is None:
                 continue
-            if name not in self._generator_parameters:
+            if name not in self._generator_parameters and not self._generator_takes_any:
                 raise ConfigError(f"the wrapped {type(self.generator).__name__} does not take {name!r}")
             inputs[name] = value
         return inputs
