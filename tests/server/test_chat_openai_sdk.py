@@ -271,3 +271,20 @@ def test_mangled_tokens_are_restored_and_invented_ones_reported_in_the_drift_blo
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == unary.choices[0].message.content
     assert veil_block(chunks[-1])["drift"] == veil_block(unary)["drift"]
     assert_no_canary(upstream)
+
+
+def test_a_token_held_back_at_the_end_of_a_stream_is_flushed_into_each_finishing_choice(
+    client: openai.OpenAI, upstream: RecordingUpstream
+) -> None:
+    # Ends with "{": it could start a token, so the restorer holds it until the choice finishes.
+    text = f"Écrivez à {CANARIES['email']} {{"
+    chunks = list(client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": text}],
+                                                 n=2, stream=True))  # fmt: skip
+    by_choice: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            by_choice[choice.index] = by_choice.get(choice.index, "") + (choice.delta.content or "")
+    assert by_choice == {0: text, 1: text}
+    finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason == "stop"]
+    assert len(finishing) == 2 and all(c.choices[0].delta.content == "{" for c in finishing)
+    assert_no_canary(upstream)
