@@ -222,3 +222,23 @@ def test_fused_spans_stay_inside_the_text_and_never_overlap_a_rule_span(text: st
             assert 0 <= span.start < span.end <= length
             if span is not blocker and span.entity != Entity.ADDRESS:
                 assert not span.overlaps(blocker)
+
+
+def test_only_sentences_that_could_hold_a_name_are_read_by_the_model_in_permissive_mode() -> None:
+    from veil.detect.fusion import name_bearing_runs
+
+    text = (
+        "Pouvez-vous vérifier? Virez le solde. Le dossier de Céline Trudel est prêt.\nmerci!\nAppelez Marie au bureau."
+    )
+    runs = name_bearing_runs(text, [(0, len(text), "fr")], common)
+    assert text[runs[0][0] : runs[0][1]].startswith("Pouvez-vous")  # "pouvez-vous" is no lexicon word
+    read = " ".join(text[s:e] for s, e, _ in runs)
+    assert "Céline Trudel" in read and "Appelez Marie" in read
+    assert "Virez le solde" not in read and "merci" not in read
+
+
+def test_a_sentence_ends_at_a_dot_followed_by_a_blank_not_inside_an_address() -> None:
+    from veil.detect.fusion import name_bearing_runs
+
+    text = "bonjour, ici Stéphane Thibault; écrivez à laurence@example.net ou appelez."
+    assert name_bearing_runs(text, [(0, len(text), "fr")], common) == [(0, len(text), "fr")]

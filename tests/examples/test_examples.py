@@ -79,3 +79,16 @@ def test_reversible_chat_never_shows_the_model_a_value_and_restores_the_stream()
     assert "{{" not in to_user
     assert "erased:         3 mapping(s)" in out
     assert "audit log ok:   True" in out
+
+
+def test_ner_names_finds_names_places_and_whole_addresses_and_never_a_verb() -> None:
+    out = run(EXAMPLES / "ner_names.py")
+    for line in (
+        "PERSON         0.95 spacy   Stéphane Thibault",
+        "PERSON         0.85 titles  Dr Sébastien Poirier",
+        "ADDRESS        0.80 rules   42 Maple Ave, Apt 5, Springfield, Illinois 62704",
+        "-> Bonjour, je voudrais parler à [PERSON] au sujet du dossier. Please also copy [PERSON].",
+        "permissive: [(<Entity.PERSON: 'PERSON'>, 'Gagnon')]",
+    ):
+        assert line in out
+    assert "Pouvez-vous écrire à [EMAIL]" in out

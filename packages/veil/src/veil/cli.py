@@ -193,18 +193,34 @@ def _language_arg(args: argparse.Namespace) -> str | None:
 
 
 def _jsonl(args: argparse.Namespace, text: str, name: str, row: Any) -> int:
-    """Process JSON Lines: `row(id, text, language) -> (output record, number of values found)`.
-    Every line is read and processed before anything is written."""
+    """Process JSON Lines: `row(rows) -> [(output record, number of values found)]`, where each
+    row is `(id, text, language)`. Every line is read and processed before anything is written."""
     results = []
     found = 0
-    for row_id, row_text, language in _read_jsonl(text, name, _language_arg(args)):
-        record, count = row(row_id, row_text, language)
+    for record, count in row(list(_read_jsonl(text, name, _language_arg(args)))):
         results.append(record)
         found += count
     with _output(args.output) as out:
         for record in results:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return found
+
+
+_BATCH = 64
+
+
+def _detect_rows(engine: Engine, rows: list[tuple[Any, str, Any]]) -> list[list[Span]]:
+    """Spans of each row, rows of one language detected together (NER reads them in batches)."""
+    results: list[list[Span]] = [[] for _ in rows]
+    by_language: dict[Any, list[int]] = {}
+    for index, (_, _, language) in enumerate(rows):
+        by_language.setdefault(language, []).append(index)
+    for language, indices in by_language.items():
+        for first in range(0, len(indices), _BATCH):
+            chunk = indices[first : first + _BATCH]
+            for index, spans in zip(chunk, engine.detect_many([rows[i][1] for i in chunk], language), strict=True):
+                results[index] = spans
+    return results
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -214,9 +230,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     found = 0
     if args.jsonl:
 
-        def row(row_id: Any, row_text: str, language: Any) -> tuple[dict[str, Any], int]:
-            spans = engine.detect(row_text, language)
-            return {"id": row_id, "spans": [_span_record(s) for s in spans]}, len(spans)
+        def row(rows: list[tuple[Any, str, Any]]) -> list[tuple[dict[str, Any], int]]:
+            found = _detect_rows(engine, rows)
+            return [
+                ({"id": row_id, "spans": [_span_record(s) for s in spans]}, len(spans))
+                for (row_id, _, _), spans in zip(rows, found, strict=True)
+            ]
 
         found = _jsonl(args, text, name, row)
     else:
@@ -263,10 +282,12 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     found = 0
     if args.jsonl:
 
-        def row(row_id: Any, row_text: str, language: Any) -> tuple[dict[str, Any], int]:
-            spans = engine.detect(row_text, language)
-            record = {"id": row_id, "text": redact(row_text, spans), "spans": [_span_record(s) for s in spans]}
-            return record, len(spans)
+        def row(rows: list[tuple[Any, str, Any]]) -> list[tuple[dict[str, Any], int]]:
+            found = _detect_rows(engine, rows)
+            return [
+                ({"id": row_id, "text": redact(text, spans), "spans": [_span_record(s) for s in spans]}, len(spans))
+                for (row_id, text, _), spans in zip(rows, found, strict=True)
+            ]
 
         found = _jsonl(args, text, name, row)
     else:
@@ -287,9 +308,13 @@ def _anonymize_reversibly(args: argparse.Namespace) -> int:
     found = 0
     if args.jsonl:
 
-        def row(row_id: Any, row_text: str, language: Any) -> tuple[dict[str, Any], int]:
-            sent = veil.session(args.scope, subject=args.subject).anonymize(row_text, language=language)
-            return {"id": row_id, "text": sent.text, "tokens": sent.tokens}, sent.pii_count
+        def row(rows: list[tuple[Any, str, Any]]) -> list[tuple[dict[str, Any], int]]:
+            session = veil.session(args.scope, subject=args.subject)
+            out = []
+            for row_id, text, language in rows:
+                sent = session.anonymize(text, language=language)
+                out.append(({"id": row_id, "text": sent.text, "tokens": sent.tokens}, sent.pii_count))
+            return out
 
         found = _jsonl(args, text, name, row)
     else:

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 from veil.detect.custom import iter_detectors
-from veil.detect.fusion import NER_SOURCE_TYPES, fuse
+from veil.detect.fusion import NER_SOURCE_TYPES, fuse, name_bearing_runs
 from veil.detect.language import guess_language, language_segments
 from veil.detect.ner.lexicon import COMMON_WORDS
 from veil.detect.policy import Policy
@@ -204,9 +204,12 @@ class Engine:
         return found
 
     def _pieces(self, text: str, language: Language, mixed: bool) -> list[tuple[int, int, Language]]:
-        if not mixed or len(text) < 40:
-            return [(0, len(text), language)]
-        return language_segments(text, language)
+        runs = [(0, len(text), language)] if not mixed or len(text) < 40 else language_segments(text, language)
+        if self.policy.mode == "permissive":
+            # Permissive fusion drops lower-case names and sentence-opening common words, so the
+            # sentences that hold nothing else need not be read by the model at all.
+            return name_bearing_runs(text, runs, COMMON_WORDS)
+        return runs
 
     @staticmethod
     def _failed(detector: Detector, exc: Exception) -> DetectionError:

@@ -68,7 +68,10 @@ _PERSON_BEFORE = re.compile(
     r"mr|mrs|ms|dr|doctor|lawyer|manager|agent|adviser|advisor|colleague|representative|"
     r"nom|nommée?|appelée?|ici|cher|chère|bonjour|salut|madame|monsieur|client|cliente|patiente?|"
     r"médecin|docteure?|avocate?|notaire|gestionnaire|conseill(?:er|ère)|agente?|collègue|représentante?|"
-    r"dossier de|au nom de|de la part de|signé|this is|i am|i'm|c'est|je suis|je m'appelle)"
+    r"dossier de|au nom de|de la part de|signé|this is|i am|i'm|c'est|je suis|je m'appelle|"
+    r"(?:parler|parlé|écrire|écrit|demander|demandé|répondre|répondu|envoyer|envoyé|transférer|transféré) à|"
+    r"contacter|contacté|appeler|rappeler|talk to|speak to|spoke to|spoke with|talked to|ask|asked|tell|told|call|"
+    r"called|email|e-mail|cc)"
     r"(?:[ \u00a0]+(?:is|was|est|était|:))?[ \u00a0:,]*)$",
     re.IGNORECASE,
 )
@@ -147,6 +150,45 @@ def _titled_names(
         if (index >= 0 and covered[index][1] > match.start()) or overlaps_rule(match.start(), end):
             continue
         yield Span(match.start(), end, Entity.PERSON, PERSON_SCORE, "titles")
+
+
+# A sentence ends at . ! ? followed by a blank (not the dot of "example.net"), or at a line break.
+_SENTENCE = re.compile(r"[^\n]*?(?:[.!?]+(?=\s)|\n+|$)")
+_CAPITALISED_WORD = re.compile(r"(?<![\w'’-])([A-ZÀ-ÖØ-Þ][^\W\d_]*(?:['’-][^\W\d_]+)*)")
+
+
+def name_bearing_runs(
+    text: str, runs: Sequence[tuple[int, int, Language]], common_word: CommonWord
+) -> list[tuple[int, int, Language]]:
+    """The parts of `runs` a NER model needs to read: sentences with a capitalised word that is
+    not a common word opening the sentence ("Thanks.", "Pouvez-vous vérifier?" are skipped).
+
+    In permissive mode fusion keeps no lower-case name and no sentence-opening common word, so
+    whatever a model would find in the other sentences is dropped anyway: skipping them saves
+    model time and loses nothing. (Strict mode reads everything: lower-case names are kept there,
+    with a low score.) Linear.
+    """
+    kept: list[tuple[int, int, Language]] = []
+    for run_start, run_end, language in runs:
+        for sentence in _SENTENCE.finditer(text, run_start, run_end):
+            start, end = sentence.span()
+            if start == end or not _could_hold_a_name(text, start, end, language, common_word):
+                continue
+            if kept and kept[-1][1] == start and kept[-1][2] == language:
+                kept[-1] = (kept[-1][0], end, language)
+            else:
+                kept.append((start, end, language))
+    return kept
+
+
+def _could_hold_a_name(text: str, start: int, end: int, language: Language, common_word: CommonWord) -> bool:
+    for match in _CAPITALISED_WORD.finditer(text, start, end):
+        word = match.group(1)
+        if word.upper() in _IDENTIFIER_LABELS:
+            continue
+        if not _sentence_initial(text, match.start()) or not common_word(word.lower(), language):
+            return True
+    return False
 
 
 def _running_max_ends(spans: Sequence[Span]) -> list[int]:
