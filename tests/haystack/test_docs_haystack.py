@@ -19,7 +19,7 @@ def test_the_python_blocks_of_the_haystack_page_run(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("VEIL_VAULT_URL", "redis://127.0.0.1:1/0")  # built lazily: never connected here
     namespace: dict[str, object] = {}
     python = blocks("python")
-    assert len(python) == 5
+    assert len(python) == 6
     for block in python:
         exec(compile(block, str(DOC), "exec"), namespace)
 

@@ -14,8 +14,9 @@ from haystack.components.writers import DocumentWriter
 from haystack.dataclasses import ChatMessage, StreamingChunk
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack_fakes import HashingDocumentEmbedder, HashingTextEmbedder, RecordingChatGenerator
-from haystack_helpers import CARD, EMAIL, PHONE, SIN, assert_no_canary
+from haystack_helpers import CARD, EMAIL, PHONE, RULES_ONLY, SIN, assert_no_canary
 from veil_haystack import (
+    RestoringCallback,
     VeilChatGenerator,
     VeilConfig,
     VeilDocumentAnonymizer,
@@ -81,3 +82,38 @@ def test_no_model_and_no_store_ever_sees_a_canary_and_the_answer_comes_back_rest
     reply = chat.run([ChatMessage.from_user(f"Et le {PHONE} ? NAS {SIN}")])["replies"][0].text
     assert_no_canary(chat_model.seen)
     assert reply == "".join(c.content for c in chunks) == f"Reçu : Et le {PHONE} ? NAS {SIN}"
+
+
+def test_a_plain_generator_streams_the_rag_answer_restored_through_a_restoring_callback(config: VeilConfig) -> None:
+    """Between an anonymizer and a restorer the generator is plain: its stream is restored by the callback."""
+    shown: list[StreamingChunk] = []
+    model = RecordingChatGenerator(chunk_size=2)
+    query = Pipeline()
+    query.add_component("anonymizer", VeilTextAnonymizer(config=config, scope="tickets"))
+    query.add_component("llm", model)
+    query.add_component("restorer", VeilRestorer(config=config))
+    query.connect("anonymizer.messages", "llm.messages")
+    query.connect("llm.replies", "restorer.messages")
+    query.connect("anonymizer.scope", "restorer.scope")
+    callback = RestoringCallback(shown.append, config=config, scope="tickets")
+    for question in (f"Que veut {EMAIL} ?", f"Et le NAS {SIN} ?"):  # one callback, run after run
+        shown.clear()
+        inputs = {
+            "anonymizer": {"messages": [ChatMessage.from_user(question)]},
+            "llm": {"streaming_callback": callback},
+        }
+        answer = query.run(inputs)["restorer"]["messages"][0].text
+        assert "".join(chunk.content for chunk in shown) == answer == f"Reçu : {question}"
+    assert_no_canary(model.seen)
+
+
+def test_a_restoring_callback_sends_held_back_text_on_finish() -> None:
+    config = VeilConfig(tenant="callback-finish", policy=dict(RULES_ONLY))
+    scope = VeilTextAnonymizer(config=config, scope="kb").run(text=EMAIL)["scope"]
+    shown: list[str] = []
+    callback = RestoringCallback(lambda chunk: shown.append(chunk.content), config=config, scope=scope)
+    for piece in ("Voir {{EMAIL", "_1}"):  # no finishing chunk: "_1}" could still grow into "_1}}"
+        callback(StreamingChunk(content=piece))
+    assert "".join(shown) == "Voir "
+    callback.finish()
+    assert "".join(shown) == f"Voir {EMAIL}"

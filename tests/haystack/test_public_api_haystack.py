@@ -10,6 +10,7 @@ import veil_haystack
 
 def test_public_names_are_frozen() -> None:
     assert sorted(veil_haystack.__all__) == [
+        "RestoringCallback",
         "VeilChatGenerator",
         "VeilConfig",
         "VeilDocumentAnonymizer",
