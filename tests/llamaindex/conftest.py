@@ -7,6 +7,7 @@ These fake the provider only; veil and the veil_llamaindex wrappers under test a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -74,6 +75,7 @@ class RecordingLLM(FunctionCallingLLM):
 
     seen: list[str] = Field(default_factory=list, exclude=True)
     chunk_size: int = 3
+    cuts: list[int] | None = Field(default=None, description="Cut the streamed answer at these offsets instead.")
     answer: Callable[[Sequence[ChatMessage]], str] = Field(default=echo, exclude=True)
     function_calling: bool = True
 
@@ -109,6 +111,9 @@ class RecordingLLM(FunctionCallingLLM):
         return ChatMessage(role=MessageRole.ASSISTANT, content=self.answer(messages))
 
     def _chunks(self, text: str) -> list[str]:
+        if self.cuts is not None:
+            bounds = [0, *sorted({c for c in self.cuts if 0 < c < len(text)}), len(text)]
+            return [text[a:b] for a, b in itertools.pairwise(bounds)] or [""]
         return [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)] or [""]
 
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:

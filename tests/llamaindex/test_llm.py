@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.llms import MockLLM
 from llama_index.core.tools import FunctionTool
@@ -18,7 +20,7 @@ from veil_llamaindex import VeilLLM
 
 from veil import DetectionError, Engine, InputError, TokenNotFound, Veil
 
-from .conftest import CANARIES, TOKEN, RecordingLLM, leaked
+from .conftest import CANARIES, TOKEN, RecordingLLM, leaked, rules_engine
 
 PROMPT = f"Écrivez à {CANARIES['email']} ou au {CANARIES['phone']}. NAS {CANARIES['sin']}, carte {CANARIES['card']}."
 
@@ -433,3 +435,40 @@ def test_a_chat_engine_keeps_the_conversation_anonymized_for_the_model(veil: Vei
     assert streamed == f"You said: Call {CANARIES['phone']}"
     assert leaked(upstream.seen) == []
     assert any("You said: I am {{EMAIL_1}}" in seen for seen in upstream.seen)  # history goes back tokenized
+
+
+WORDS = [*CANARIES.values(), "bonjour", "NAS", "carte", "EMAIL_1", "{", "}", "_", " ", "\n", "é"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=12),
+    cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=40),
+    separator=st.sampled_from([" ", ""]),  # "" lets the words form token-shaped text: {{EMAIL_1}}
+)
+def test_streamed_answers_equal_the_unary_answer_for_any_text_and_any_cuts(
+    words: list[str], cuts: list[int], separator: str
+) -> None:
+    text = separator.join(words)
+    veil = Veil(engine=rules_engine())
+    upstream = RecordingLLM(cuts=cuts)
+    llm = VeilLLM(llm=upstream, veil=veil, scope="prop")
+    unary = llm.chat(user(text)).message.content
+    deltas = [r.delta for r in llm.stream_chat(user(text))]
+    assert "".join(deltas) == unary == f"You said: {text}"
+    if separator:  # glued to a word ("qc.ca130 692 544") a number is not an identifier for the rules
+        assert leaked(upstream.seen) == []
+
+
+def test_one_new_value_sent_from_many_threads_at_once_gets_one_token(veil: Veil) -> None:
+    upstream = RecordingLLM()
+    llm = VeilLLM(llm=upstream, veil=veil, scope="shared")
+
+    def ask(_: int) -> str:
+        return llm.chat(user(f"mail {CANARIES['email']}")).message.content or ""
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, range(32)))
+    assert set(answers) == {f"You said: mail {CANARIES['email']}"}
+    prompts = [seen for seen in upstream.seen if '"role":"user"' in seen]
+    assert len(prompts) == 32 and all("mail {{EMAIL_1}}" in seen for seen in prompts)
