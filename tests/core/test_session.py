@@ -232,3 +232,28 @@ def test_key_rotation_keeps_every_mapping_restorable(tmp_path: Path) -> None:
     assert fresh.session("conv").anonymize("a@x.ca").text == "{{EMAIL_1}}"  # blind index unchanged
     fresh.keys.retire(type(ref)(ref.key_id, 1))
     assert Veil.open(tmp_path / "v").session("conv").restore(text) == "a@x.ca and 130 692 544"
+
+
+def test_the_legacy_function_call_arguments_of_an_assistant_message_are_anonymized(veil: Veil) -> None:
+    # Regression: a legacy `function_call` (pre-tools OpenAI format) went upstream in clear.
+    session = veil.session("legacy")
+    messages = [
+        {"role": "user", "content": "Find my order"},
+        {
+            "role": "assistant",
+            "content": None,
+            "function_call": {"name": "lookup", "arguments": '{"email": "jean@x.ca"}'},
+        },
+        {"role": "function", "name": "lookup", "content": "jean@x.ca has order 7"},
+    ]
+    sent = session.anonymize(messages).value
+    assert sent[1]["function_call"] == {"name": "lookup", "arguments": '{"email": "{{EMAIL_1}}"}'}
+    assert sent[2]["content"] == "{{EMAIL_1}} has order 7"
+    assert session.restore(sent) == messages
+
+
+def test_request_metadata_is_the_callers_data_and_is_anonymized(veil: Veil) -> None:
+    session = veil.session("metadata")
+    body = {"model": "gpt-x", "metadata": {"customer": "jean@x.ca"}, "function_call": "auto"}
+    sent = session.anonymize(body).value
+    assert sent == {"model": "gpt-x", "metadata": {"customer": "{{EMAIL_1}}"}, "function_call": "auto"}

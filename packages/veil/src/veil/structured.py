@@ -2,11 +2,13 @@
 
 - Chat messages (OpenAI format): `content` as a string or a list of parts (text parts only),
   tool-call `function.arguments` (a JSON string: parsed, walked, written back; raw text if it is
-  not JSON), and tool results (`role: "tool"` content). Roles, ids, names of functions and the
+  not JSON) and the legacy `function_call.arguments` of an assistant message, and tool results
+  (`role: "tool"` or `"function"` content). Roles, ids, names of functions and the
   structure are left as they are.
 - Any JSON value: every string leaf, except under keys that describe rather than carry data
   (`tools`, `tool_choice`, `response_format`, `model`, `role`, `type`, `id`, `tool_call_id`,
-  `name` of a function): tool definitions are left intact.
+  `name` of a function): tool definitions are left intact. `metadata` is walked: it is the
+  caller's data, sent upstream like the rest.
 Dict keys are never changed.
 """
 
@@ -21,7 +23,7 @@ LeafFunction = Callable[[str, Path], str]
 
 DESCRIPTIVE_KEYS: frozenset[str] = frozenset(
     {"tools", "tool_choice", "response_format", "model", "role", "type", "id", "tool_call_id", "functions",
-     "function_call", "stop", "logit_bias", "modalities", "metadata"}
+     "function_call", "stop", "logit_bias", "modalities"}
 )  # fmt: skip
 
 
@@ -95,5 +97,9 @@ def map_messages(messages: list[Any], leaf: LeafFunction) -> list[Any]:
                 else:
                     calls.append(call)
             copy["tool_calls"] = calls
+        legacy = message.get("function_call")
+        if isinstance(legacy, Mapping) and isinstance(legacy.get("arguments"), str):
+            arguments = map_embedded_json(legacy["arguments"], leaf, path=(index, "function_call", "arguments"))
+            copy["function_call"] = {**legacy, "arguments": arguments}
         out.append(copy)
     return out
