@@ -102,3 +102,76 @@ def class_characters(pattern: str) -> set[str]:
     if result is None or result[1]:
         raise ValueError(f"not a simple character class: {pattern!r}")
     return result[0]
+
+
+class _NotSimple(Exception):
+    pass
+
+
+def second_characters(pattern: str, flags: int = 0, limit: int = 20_000) -> set[str] | None:
+    """The characters a match of `pattern` can have in second position, or None when that cannot
+    be told simply (or a match can be shorter than two characters). Zero-width assertions are
+    ignored, which can only make the answer larger: it is a superset, safe for a prefilter.
+
+    >>> "".join(sorted(second_characters("[A-Z]{2}[0-9]"))), sorted(second_characters("X(?:1|b)"))
+    ('ABCDEFGHIJKLMNOPQRSTUVWXYZ', ['1', 'b'])
+    >>> second_characters("a?b") is None  # "b" alone is one character long
+    True
+    """
+    if flags:
+        return None
+    c = constants
+
+    def chars_of(op: Any, av: Any) -> set[str]:
+        if op is c.LITERAL:
+            return {chr(av)}
+        if op is c.IN:
+            found = _class_characters(av)
+        elif op is c.CATEGORY:
+            found = set(_CATEGORIES[str(av)]) if str(av) in _CATEGORIES else None
+        else:
+            found = None
+        if found is None:
+            raise _NotSimple
+        return found
+
+    def walk(items: Any, heads: set[str]) -> set[str]:
+        for op, av in items:
+            open_heads = {h for h in heads if len(h) < 2}
+            if not open_heads:
+                return heads
+            done = heads - open_heads
+            if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
+                continue
+            if op is c.SUBPATTERN:
+                if av[1] or av[2]:
+                    raise _NotSimple
+                heads = done | walk(av[3], open_heads)
+            elif op is c.BRANCH:
+                heads = done | set().union(*(walk(branch, open_heads) for branch in av[1]))
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                low, high, sub = av
+                result = set(open_heads) if low == 0 else set()
+                current = open_heads
+                for count in range(1, min(high, low + 3) + 1):
+                    following = walk(sub, current)
+                    if following == current:
+                        break
+                    current = following
+                    if count >= low:
+                        result |= current
+                heads = done | result | (current if low > 0 else set())
+            else:
+                characters = chars_of(op, av)
+                heads = done | {h + ch for h in open_heads for ch in characters}
+            if len(heads) > limit:
+                raise _NotSimple
+        return heads
+
+    try:
+        heads = walk(parse(pattern, flags), {""})
+    except _NotSimple:
+        return None
+    if any(len(h) < 2 for h in heads):
+        return None
+    return {h[1] for h in heads}
