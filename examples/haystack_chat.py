@@ -8,6 +8,10 @@ The model is Haystack's MockChatGenerator following a script — swap in OpenAIC
 Run: uv run python examples/haystack_chat.py
 """
 
+import os
+
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # Haystack's usage telemetry: off unless asked
+
 import re
 
 from haystack.components.agents import Agent

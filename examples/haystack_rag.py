@@ -11,6 +11,10 @@ MockChatGenerator answering from the prompt — swap in OpenAIChatGenerator or a
 Run: uv run python examples/haystack_rag.py
 """
 
+import os
+
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # Haystack's usage telemetry: off unless asked
+
 import re
 import tempfile
 
