@@ -116,3 +116,43 @@ def test_static_keys_are_kept_as_digests_and_found_whatever_their_position(monke
     assert authenticator.lookup("sk-veil-shortcut").tenant == "default"
     assert authenticator.lookup("sk-veil-") is None and authenticator.lookup(CANARIES["email"]) is None
     assert "sk-veil-team" not in repr(settings)
+
+
+def test_two_workers_share_one_vault_for_named_scopes(tmp_path: Path) -> None:
+    port = closed_port()
+    env = {**os.environ, "VEIL_HOME": str(tmp_path / "home"), "TEST_KEY": "sk-veil-workers",
+           "VEIL_SERVER__KEYS": '[{"key_env": "TEST_KEY", "scopes": ["chat", "mapping:read"]}]'}  # fmt: skip
+    if "ner" in Policy.__dataclass_fields__:
+        env["VEIL_POLICY"] = '{"ner": "off"}'
+    process = subprocess.Popen(
+        [sys.executable, "-m", "veil.cli", "serve", "--port", str(port), "--workers", "2",
+         "--vault", str(tmp_path / "vault")],
+        stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        started = 0
+        for line in process.stderr:  # each worker says so once it serves
+            started += "Application startup complete" in line
+            if started == 2:
+                break
+        assert started == 2
+        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(workers) >= 2
+        emails = [CANARIES["email"], "jean@exemple.ca"]
+        mappings = []
+        for index in range(8):  # new connections: the kernel spreads them over the workers
+            email = emails[index % 2]
+            with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-veil-workers",
+                               max_retries=0) as sdk:  # fmt: skip
+                answer = sdk.chat.completions.create(
+                    model="echo", messages=[{"role": "user", "content": f"{index}: {email}"}],
+                    extra_headers={"X-Veil-Scope": "shared-conversation"},
+                )  # fmt: skip
+            assert answer.choices[0].message.content == f"{index}: {email}"
+            mappings.append(answer.model_extra["veil"]["mapping"])
+        # Whichever worker served it, a value keeps the token it got first.
+        assert mappings == [{"{{EMAIL_1}}": emails[0]}, {"{{EMAIL_2}}": emails[1]}] * 4
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
