@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from stdnum.ca import sin as _sin
 
-from veil.detect.rules.base import Rule, not_inside_longer_number
+from veil.detect.rules.base import LOWER_LETTER_THEN_DIGIT, Rule, not_inside_longer_number
 from veil.detect.rules.checksums import day_month_plausible, digits_of, luhn_valid, mod11_weighted
 from veil.entities import Entity
 
@@ -168,6 +168,7 @@ CA_POSTAL_CODE_LOWER = Rule(
     + r"[ \u00a0\-]?[0-9]"
     + _POSTAL_LETTERS.lower()
     + r"[0-9](?![0-9A-Za-z])",
+    precheck=LOWER_LETTER_THEN_DIGIT,
     score=0.45,
     context=_POSTAL_CONTEXT,
     context_boost=0.35,

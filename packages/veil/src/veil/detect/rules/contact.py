@@ -337,6 +337,7 @@ IPV6 = Rule(
     validate=_ipv6_is_valid,
     refine=_refine_ipv6,
     requires=(":",),
+    precheck=r":[0-9A-Fa-f]{0,4}:",  # two colons close together: "10:30" is not worth the pattern
     examples=("2001:db8:85a3::8a2e:370:7334", "fe80::1ff:fe23:4567:890a", "::ffff:192.0.2.128"),
     counterexamples=("at 10:30:45 sharp", "ratio 3:2:1", "Note: see below"),
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from veil.detect.rules.base import Rule
+from veil.detect.rules.base import LOWER_LETTER_THEN_DIGIT, Rule
 from veil.detect.rules.checksums import alnum_upper, digits_of, iban_checksum_valid, luhn_valid
 from veil.entities import Entity
 
@@ -289,6 +289,7 @@ IBAN_LOWER = Rule(
     name="iban_lower",
     entity=Entity.IBAN,
     pattern=r"[a-z]{2}[0-9]{2}(?:[ ]?[a-z0-9]){11,30}",
+    precheck=LOWER_LETTER_THEN_DIGIT,
     score=0.95,  # mod 97 leaves one chance in 97 to a random string of this shape
     validate=iban_is_valid,
     refine=_refine_iban,
