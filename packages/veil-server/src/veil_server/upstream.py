@@ -99,8 +99,17 @@ class Provider:
                 param=error.get("param") if isinstance(error.get("param"), str) else None,
                 headers=headers,
             )  # fmt: skip
-        if isinstance(error, str):  # some servers (Ollama, vLLM) answer {"error": "..."}
+        if isinstance(error, str):  # Ollama, llama.cpp: {"error": "..."}
             return ApiError(status, error, headers=headers, code="upstream_error")
+        if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+            # Mistral, vLLM: {"object": "error", "message": ..., "type": ..., "code": ...} at the top level
+            code = payload.get("code")
+            return ApiError(
+                status, payload["message"], headers=headers,
+                type=payload["type"] if isinstance(payload.get("type"), str) else error_type_for(status),
+                code=code if isinstance(code, str) else "upstream_error",
+                param=payload.get("param") if isinstance(payload.get("param"), str) else None,
+            )  # fmt: skip
         return ApiError(
             status, f"the upstream provider {self.name!r} answered status {status}", code="upstream_error",
             headers=headers,
