@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,7 @@ class _CompiledRule:
     __slots__ = (
         "context",
         "entity",
+        "has_context",
         "is_part",
         "makes_shape",
         "precheck",
@@ -102,6 +103,7 @@ class _CompiledRule:
         self.entity = str(rule.entity)
         self.promote_entity = str(rule.promote.entity) if rule.promote else ""
         self.context = ContextWords(rule.context)
+        self.has_context = bool(self.context)
         self.promote_words = ContextWords(rule.promote.words, clause=True) if rule.promote else None
         # A part of identifier shapes (PHONE) is dropped by the engine when it lies strictly inside
         # one of them (whatever their scores): the detector can skip validating it there.
@@ -162,7 +164,7 @@ class _Pass:
     position can be skipped without being validated: the engine would drop it anyway.
     """
 
-    __slots__ = ("gate", "has_parts", "scanner", "single", "slots")
+    __slots__ = ("gate", "has_parts", "scanner", "single", "slot_count", "slots")
 
     def __init__(self, rules: Sequence[_CompiledRule], gate: str | None) -> None:
         self.single: _CompiledRule | None = None
@@ -171,6 +173,7 @@ class _Pass:
         self.slots: dict[str, tuple[tuple[int, int, _CompiledRule, bool], ...]] = {}
         """Per language: (slot, group, rule, is a part of identifier shapes) for the rules that run."""
         self.has_parts = False
+        self.slot_count = len(rules)
         if gate is None:
             (self.single,) = rules
             return
@@ -179,9 +182,9 @@ class _Pass:
         first = _first_characters(gate, 0)
         if first:
             self.scanner = re.compile(_char_class(first) + r"(?<![^\W_].)" + _second_characters(rules))
-            self.gate = re.compile(rf"(?={gate})" + lookaheads)  # matched at each word start found
         else:  # pragma: no cover - every gate veil uses has simple first characters
-            self.gate = re.compile(rf"(?<![^\W_])(?={gate})" + lookaheads)
+            self.scanner = re.compile(rf"(?<![^\W_])(?={gate})")
+        self.gate = re.compile(rf"(?={gate})" + lookaheads)  # matched at each word start found
         groups = [(index, self.gate.groupindex[f"r{index}"], compiled) for index, compiled in enumerate(rules)]
         self.has_parts = any(compiled.is_part for compiled in rules)
         for language in LANGUAGES:
@@ -311,8 +314,12 @@ class RuleDetector:
                 rule = single.rule
                 if language not in rule.languages:
                     continue
-                if rule.requires and not any(needle in text for needle in rule.requires):
-                    continue
+                if rule.requires:
+                    for needle in rule.requires:
+                        if needle in text:
+                            break
+                    else:
+                        continue
                 precheck = single.precheck
                 if precheck is not None:
                     found = prechecked.get(precheck)
@@ -331,20 +338,22 @@ class RuleDetector:
                             shapes.append((span.start, span.end))
                     position = _resume_after(span, start)
                 continue
-            gate = scan.gate
-            if gate is None:  # pragma: no cover - a pass is a single rule or a gate
+            gate, scanner = scan.gate, scan.scanner
+            if gate is None or scanner is None:  # pragma: no cover - a pass is a single rule or a gate
                 continue
+            gate_match = gate.match
             slots = scan.slots[language]
             # As with one finditer per rule, a rule's matches do not overlap each other: a
             # match starting inside the previous match of the same rule is skipped.
-            resume = [0] * (max((slot for slot, *_ in slots), default=0) + 1)
+            resume = [0] * scan.slot_count
             # The shape that ends furthest among those starting at or before the position.
             pending = sorted(shapes) if scan.has_parts else []
             next_shape = 0
             reach_start = reach_end = -1
-            scanner = scan.scanner
-            matches = gate.finditer(text) if scanner is None else _gated(scanner, gate, text)
-            for match in matches:
+            for hit in scanner.finditer(text):
+                match = gate_match(text, hit.start())
+                if match is None:
+                    continue
                 regs = match.regs
                 if pending:
                     position = regs[0][0]
@@ -371,15 +380,6 @@ class RuleDetector:
                             elif scan.has_parts and span.end >= reach_end:
                                 reach_start, reach_end = span.start, span.end
         return spans
-
-
-def _gated(scanner: re.Pattern[str], gate: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
-    """The gate's matches at the word starts the scanner finds."""
-    match = gate.match
-    for hit in scanner.finditer(text):
-        found = match(text, hit.start())
-        if found is not None:
-            yield found
 
 
 _CONSUMING_SCORE = 0.5
@@ -413,7 +413,7 @@ def _score(compiled: _CompiledRule, text: str, start: int, end: int) -> Span | N
     else:
         score = rule.invalid_score
     entity = compiled.entity
-    if compiled.context and compiled.context.near(text, start, end):
+    if compiled.has_context and compiled.context.near(text, start, end):
         score += rule.context_boost if valid else rule.context_boost / 3
     promote_words = compiled.promote_words
     if valid and promote_words is not None and rule.promote and promote_words.near(text, start, end):

@@ -10,13 +10,17 @@ BC PHN) and helpers to get at the digits of a formatted match.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
-_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")  # the digit sum of twice each digit
+
+
+_NOT_DIGITS = re.compile(r"[^0-9]+")
 
 
 def digits_of(value: str) -> str:
     """The ASCII digits of a value, in order: `"046 454-286"` → `"046454286"`."""
-    return "".join(ch for ch in value if "0" <= ch <= "9")
+    return _NOT_DIGITS.sub("", value)
 
 
 def alnum_upper(value: str) -> str:
@@ -35,10 +39,8 @@ def luhn_valid(number: str) -> bool:
     digits = digits_of(number)
     if not digits:
         return False
-    total = 0
-    for position, ch in enumerate(reversed(digits)):
-        digit = ord(ch) - 48
-        total += _LUHN_DOUBLED[digit] if position % 2 else digit
+    # From the right: digits in odd places count as they are, the others doubled (digit sum).
+    total = sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_LUHN_DOUBLED)))
     return total % 10 == 0
 
 

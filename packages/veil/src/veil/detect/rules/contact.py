@@ -17,6 +17,7 @@ import re
 from functools import lru_cache
 
 from veil.detect.rules.base import Rule
+from veil.detect.rules.checksums import digits_of
 from veil.entities import Entity
 
 _SEPARATORS = " \u00a0\u202f.-"
@@ -110,7 +111,7 @@ def _nanp_assigned(national: str) -> bool:
 @lru_cache(maxsize=4096)
 def _phone_validity(candidate: str) -> int:
     """2 for a valid number, 1 for a merely possible one, 0 otherwise."""
-    digits = "".join(ch for ch in candidate if ch.isdigit())
+    digits = digits_of(candidate)
     if candidate.startswith("+") and not candidate.startswith("+1"):
         return _international_validity(candidate, (None,))
     if digits.startswith("0") and not digits.startswith("011") and not candidate.startswith("+"):
@@ -147,7 +148,7 @@ def _international_validity(candidate: str, regions: tuple[str | None, ...]) -> 
     return best
 
 
-_PHONE_GROUP = re.compile(r"\+?\(?[0-9]+\)?")
+_PHONE_GROUP = re.compile(r"\+?\(?([0-9]+)\)?")
 
 
 def _inside_dashed_number(text: str, start: int, end: int) -> bool:
@@ -167,7 +168,7 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
     if _IPV4_SHAPE.fullmatch(candidate):
         return None
     # Most candidates are a phone as written, or plainly not one: decide those without the search.
-    digit_count = sum(ch.isdigit() for ch in candidate)
+    digit_count = len(digits_of(candidate))
     if digit_count < 7:
         return None
     if (
@@ -176,10 +177,11 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
         and _phone_validity(candidate) == 2
     ):
         return start, end
-    groups = [(m.start(), m.end()) for m in _PHONE_GROUP.finditer(candidate)]
+    groups = []
     digits_before = [0]
-    for group_start, group_end in groups:
-        digits_before.append(digits_before[-1] + sum(ch.isdigit() for ch in candidate[group_start:group_end]))
+    for group in _PHONE_GROUP.finditer(candidate):
+        groups.append(group.span())
+        digits_before.append(digits_before[-1] + group.end(1) - group.start(1))
     best: tuple[int, int] | None = None
     best_validity = 0
     for first in range(min(len(groups), 3)):

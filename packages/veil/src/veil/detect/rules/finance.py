@@ -88,20 +88,24 @@ def card_grouping_plausible(lengths: list[int]) -> bool:
     return len(lengths) == 4 and lengths[:3] == [4, 4, 4] and 1 <= lengths[3] <= 4
 
 
+_DIGIT_GROUP = re.compile(r"[0-9]+")
+_DIGITS = frozenset("0123456789")
+
+
 def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
     """The pattern is greedy and may run into a neighbouring number ("… 0004 130 692 544"): keep
     the longest prefix, cut at a group boundary and written with one kind of separator, that is a
     valid card; failing that, the longest such prefix of card length (scored as invalid)."""
     value = text[start:end]
-    groups = list(re.finditer(r"[0-9]+", value))
-    lengths = [len(g.group()) for g in groups]
+    groups = list(_DIGIT_GROUP.finditer(value))
+    lengths = [group.end() - group.start() for group in groups]
     fallback: int | None = None
     for last in range(len(groups) - 1, -1, -1):
         if not 13 <= sum(lengths[: last + 1]) <= 19:
             continue
         stop = groups[last].end()
         candidate = value[:stop]
-        if len({ch for ch in candidate if not ch.isdigit()}) > 1:
+        if len(set(candidate) - _DIGITS) > 1:
             continue  # "4111 1111-1111 1111" mixes separators: not how cards are written
         if not card_grouping_plausible(lengths[: last + 1]):
             continue
