@@ -102,8 +102,13 @@ class Gateway:
         self.veil.close()
 
     def warm(self) -> None:
-        """Run the default engine once, so that lazily loaded detectors are ready."""
-        self.engine(None).detect("warm-up: jean@exemple.ca")
+        """Load every NER model now (each language), so that no request waits for one."""
+        engine = self.engine(None)
+        for detector in engine.ner_detectors:
+            load = getattr(detector, "load", None)
+            if callable(load):
+                load()
+        engine.detect("warm-up: jean@exemple.ca")
 
     # -- detection and scopes ---------------------------------------------------------------
 
