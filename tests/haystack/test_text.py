@@ -128,3 +128,19 @@ def test_anonymizer_and_restorer_carry_the_scope_through_a_pipeline(config: Veil
     result = pipeline.run({"anonymizer": {"messages": [ChatMessage.from_user(TEXT)]}})
     assert_no_canary(model.seen)
     assert result["restorer"]["messages"][0].text == f"Reçu : {TEXT}"
+
+
+def test_anonymizer_and_restorer_run_in_pipeline_run_async(config: VeilConfig) -> None:
+    import asyncio
+
+    model = RecordingChatGenerator()
+    pipeline = Pipeline()
+    pipeline.add_component("anonymizer", VeilTextAnonymizer(config=config))
+    pipeline.add_component("llm", model)
+    pipeline.add_component("restorer", VeilRestorer(config=config))
+    pipeline.connect("anonymizer.messages", "llm.messages")
+    pipeline.connect("llm.replies", "restorer.messages")
+    pipeline.connect("anonymizer.scope", "restorer.scope")
+    result = asyncio.run(pipeline.run_async({"anonymizer": {"messages": [ChatMessage.from_user(TEXT)]}}))
+    assert result["restorer"]["messages"][0].text == f"Reçu : {TEXT}"
+    assert_no_canary(model.seen)
