@@ -242,3 +242,35 @@ def test_a_sentence_ends_at_a_dot_followed_by_a_blank_not_inside_an_address() ->
 
     text = "bonjour, ici Stéphane Thibault; écrivez à laurence@example.net ou appelez."
     assert name_bearing_runs(text, [(0, len(text), "fr")], common) == [(0, len(text), "fr")]
+
+
+def test_an_address_is_never_completed_into_the_identifier_that_follows_it() -> None:
+    # Regression (found by the round-trip property): a model's LOCATION "FR76" carried the address
+    # into the IBAN, the IBAN won the overlap and the whole address went out in clear.
+    text = "42 Maple Ave, Apt 5, Toronto, ON M5V 2T6 FR76 3000 6000 0112 3456 7890 189 Bonjour"
+    address = rule(text, "42 Maple Ave, Apt 5, Toronto, ON M5V 2T6", Entity.ADDRESS)
+    iban = rule(text, "FR76 3000 6000 0112 3456 7890 189", Entity.IBAN)
+    spans = fuse(
+        text, [address, iban], [ner(text, "FR76", Entity.LOCATION)], language="fr", mode="strict", common_word=common
+    )
+    assert sorted((s.entity, text[s.start : s.end]) for s in spans) == [
+        ("ADDRESS", "42 Maple Ave, Apt 5, Toronto, ON M5V 2T6"),
+        ("IBAN", "FR76 3000 6000 0112 3456 7890 189"),
+    ]
+
+
+def test_in_strict_mode_lower_case_sentences_and_unknown_words_are_read_too() -> None:
+    from veil.detect.fusion import name_bearing_runs
+
+    known = {"please", "call", "tomorrow", "the", "order", "desk", "is", "my", "name"}
+
+    def known_word(word: str, language: Language) -> bool:
+        return word in known or common(word, language)
+
+    def read(text: str) -> str:
+        return " ".join(text[s:e] for s, e, _ in name_bearing_runs(text, [(0, len(text), "en")], common, known_word))
+
+    assert read("my name is jean tremblay.") == "my name is jean tremblay."  # no capitals: no clue
+    assert read("Please call tremblay tomorrow.") == "Please call tremblay tomorrow."  # unknown word
+    assert read("Please call the order desk 514 872 3456.").strip() == ""  # every word known or a number
+    assert read("Please call jo@x.ca tomorrow.").strip() == ""  # an e-mail is the rules' business

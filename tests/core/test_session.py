@@ -257,3 +257,14 @@ def test_request_metadata_is_the_callers_data_and_is_anonymized(veil: Veil) -> N
     body = {"model": "gpt-x", "metadata": {"customer": "jean@x.ca"}, "function_call": "auto"}
     sent = session.anonymize(body).value
     assert sent == {"model": "gpt-x", "metadata": {"customer": "{{EMAIL_1}}"}, "function_call": "auto"}
+
+
+def test_a_name_inside_tool_arguments_is_anonymized_even_beside_an_arguments_key(veil: Veil) -> None:
+    # Regression: {"name": …, "arguments": …} inside a tool call's arguments kept "name" in clear.
+    session = veil.session("nested")
+    call = {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {
+        "name": "send", "arguments": json.dumps({"name": "jean@x.ca", "arguments": "to jean@x.ca"})}}]}  # fmt: skip
+    sent = session.anonymize([call]).value
+    arguments = json.loads(sent[0]["tool_calls"][0]["function"]["arguments"])
+    assert arguments == {"name": "{{EMAIL_1}}", "arguments": "to {{EMAIL_1}}"}
+    assert sent[0]["tool_calls"][0]["function"]["name"] == "send"

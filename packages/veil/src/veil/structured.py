@@ -47,8 +47,8 @@ def map_json(value: Any, leaf: LeafFunction, *, skip: frozenset[str] = DESCRIPTI
                 out[key] = item
             elif key == "arguments" and isinstance(item, str):
                 out[key] = map_embedded_json(item, leaf, path=(*path, key))
-            elif key == "name" and "arguments" in value:
-                out[key] = item  # a function's name, beside its arguments
+            elif key == "name" and "arguments" in value and skip:
+                out[key] = item  # a function's name, beside its arguments (not inside tool arguments)
             else:
                 out[key] = map_json(item, leaf, skip=skip, path=(*path, key))
         return out

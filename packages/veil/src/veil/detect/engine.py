@@ -205,11 +205,11 @@ class Engine:
 
     def _pieces(self, text: str, language: Language, mixed: bool) -> list[tuple[int, int, Language]]:
         runs = [(0, len(text), language)] if not mixed or len(text) < 40 else language_segments(text, language)
-        if self.policy.mode == "permissive":
-            # Permissive fusion drops lower-case names and sentence-opening common words, so the
-            # sentences that hold nothing else need not be read by the model at all.
-            return name_bearing_runs(text, runs, COMMON_WORDS)
-        return runs
+        # Only the sentences that could hold a name go to the model. Permissive fusion keeps no
+        # lower-case name, so there a sentence needs a capital; strict mode also reads sentences
+        # with a lower-case word that is not in the dictionary ("jean tremblay").
+        known = None if self.policy.mode == "permissive" else COMMON_WORDS.known
+        return name_bearing_runs(text, runs, COMMON_WORDS, known)
 
     @staticmethod
     def _failed(detector: Detector, exc: Exception) -> DetectionError:

@@ -113,7 +113,6 @@ def fuse(
     blockers = sorted(rule_spans, key=lambda s: s.start)
     starts = [s.start for s in blockers]
     ends = _running_max_ends(blockers)
-    locations = sorted((s for s in ner_spans if s.entity == Entity.LOCATION), key=lambda s: s.start)
 
     def overlaps_rule(start: int, end: int) -> bool:
         index = bisect.bisect_left(starts, end) - 1
@@ -131,6 +130,9 @@ def fuse(
         if scored is not None:
             kept.append(scored)
     kept.extend(_titled_names(text, kept, language, overlaps_rule))
+    # Only places that survived (no digits, no overlap with a rule span) may complete an address:
+    # an "FR76" the model calls a place must not carry an address into the IBAN after it.
+    locations = sorted((s for s in kept if s.entity == Entity.LOCATION), key=lambda s: s.start)
     completed = [_complete_address(text, s, locations, blockers) if s.entity == Entity.ADDRESS else s for s in blockers]
     return completed + kept
 
@@ -154,25 +156,32 @@ def _titled_names(
 
 # A sentence ends at . ! ? followed by a blank (not the dot of "example.net"), or at a line break.
 _SENTENCE = re.compile(r"[^\n]*?(?:[.!?]+(?=\s)|\n+|$)")
-_CAPITALISED_WORD = re.compile(r"(?<![\w'’-])([A-ZÀ-ÖØ-Þ][^\W\d_]*(?:['’-][^\W\d_]+)*)")
 
 
 def name_bearing_runs(
-    text: str, runs: Sequence[tuple[int, int, Language]], common_word: CommonWord
+    text: str,
+    runs: Sequence[tuple[int, int, Language]],
+    common_word: CommonWord,
+    known_word: CommonWord | None = None,
 ) -> list[tuple[int, int, Language]]:
-    """The parts of `runs` a NER model needs to read: sentences with a capitalised word that is
-    not a common word opening the sentence ("Thanks.", "Pouvez-vous vérifier?" are skipped).
+    """The parts of `runs` a NER model needs to read: the sentences that could hold a name.
 
-    In permissive mode fusion keeps no lower-case name and no sentence-opening common word, so
-    whatever a model would find in the other sentences is dropped anyway: skipping them saves
-    model time and loses nothing. (Strict mode reads everything: lower-case names are kept there,
-    with a low score.) Linear.
+    A sentence could hold one when it has a capitalised word that is not a common word opening
+    the sentence ("Thanks.", "Virez le solde." have none). When `known_word` is given (strict
+    mode), also when it has no capital at all (its writer gives no clue), or a lower-case word
+    that is not in the language's dictionary ("Please call jean tremblay": "tremblay"). Tokens
+    with digits, '@' or '/' (numbers, e-mails, URLs: the rules' business) do not count.
+    Whatever a model would find elsewhere is dropped by fusion anyway, so skipping those
+    sentences saves model time and loses nothing but a lower-case name that is also a
+    dictionary word, in a sentence that capitalises its other words. Linear.
     """
     kept: list[tuple[int, int, Language]] = []
     for run_start, run_end, language in runs:
         for sentence in _SENTENCE.finditer(text, run_start, run_end):
             start, end = sentence.span()
-            if start == end or not _could_hold_a_name(text, start, end, language, common_word):
+            if start == end or not _could_hold_a_name(
+                text, start, end, language, common_word=common_word, known_word=known_word
+            ):
                 continue
             if kept and kept[-1][1] == start and kept[-1][2] == language:
                 kept[-1] = (kept[-1][0], end, language)
@@ -181,12 +190,35 @@ def name_bearing_runs(
     return kept
 
 
-def _could_hold_a_name(text: str, start: int, end: int, language: Language, common_word: CommonWord) -> bool:
-    for match in _CAPITALISED_WORD.finditer(text, start, end):
-        word = match.group(1)
-        if word.upper() in _IDENTIFIER_LABELS:
+_TOKEN = re.compile(r"\S+")
+_WEEKDAYS = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday "
+    "lundi mardi mercredi jeudi vendredi samedi dimanche".split()
+)
+_ELISION = re.compile(r"^(?:[ldjmnstc]|qu|jusqu|lorsqu|puisqu)['’](?=\w)", re.IGNORECASE)
+_EDGE_PUNCTUATION = "\"'“”«»()[]{}<>,.;:!?*…"
+
+
+def _could_hold_a_name(
+    text: str, start: int, end: int, language: Language, *, common_word: CommonWord, known_word: CommonWord | None
+) -> bool:
+    if known_word is not None and not any(c.isupper() for c in text[start:end]):
+        # A writer who uses no capitals gives no clue: read the sentence (strict mode).
+        return any(c.isalpha() for c in text[start:end])
+    for token in _TOKEN.finditer(text, start, end):
+        raw = token.group()
+        if any(c.isdigit() or c in "@/\\" for c in raw):
             continue
-        if not _sentence_initial(text, match.start()) or not common_word(word.lower(), language):
+        word = _ELISION.sub("", raw.strip(_EDGE_PUNCTUATION))
+        if not word or not word[0].isalpha():
+            continue
+        lower = word.lower()
+        if word[0].isupper():
+            if word.upper() in _IDENTIFIER_LABELS or lower in _WEEKDAYS:
+                continue
+            if not _sentence_initial(text, token.start()) or not common_word(lower, language):
+                return True
+        elif known_word is not None and not any(known_word(part, language) for part in (lower, *lower.split("-"))):
             return True
     return False
 
@@ -215,7 +247,7 @@ def _trim(text: str, span: Span) -> Span | None:
     value = text[start:end]
     if not value or "@" in value or "://" in value or not any(c.isalpha() for c in value):
         return None
-    if span.entity == Entity.PERSON and any(c.isdigit() for c in value):
+    if span.entity in (Entity.PERSON, Entity.LOCATION) and any(c.isdigit() for c in value):
         return None
     if value.upper() in _IDENTIFIER_LABELS:
         return None
@@ -323,6 +355,7 @@ def _complete_address(text: str, address: Span, locations: Sequence[Span], rules
     """Extend a street address through the city, province and postal code that follow it."""
     location_at = {s.start: s for s in locations}
     rule_at = {s.start: s for s in rules if s.entity == Entity.CA_POSTAL_CODE}
+    others = [s for s in rules if s is not address and s.entity != Entity.CA_POSTAL_CODE]
     end = address.end
     for _ in range(4):
         join = _ADDRESS_JOIN.match(text, end)
@@ -330,11 +363,10 @@ def _complete_address(text: str, address: Span, locations: Sequence[Span], rules
             break
         at = join.end()
         nxt = location_at.get(at) or rule_at.get(at)
-        if nxt is not None:
-            end = nxt.end
-            continue
-        match = PROVINCE_OR_POSTAL.match(text, at)
-        if match is None:
+        match = None if nxt is not None else PROVINCE_OR_POSTAL.match(text, at)
+        reach = nxt.end if nxt is not None else match.end() if match is not None else None
+        # Never into another rule span: an address that overlapped an IBAN would lose to it whole.
+        if reach is None or any(o.start < reach and at < o.end for o in others):
             break
-        end = match.end()
+        end = reach
     return address if end == address.end else replace(address, end=end)

@@ -2,10 +2,12 @@
 
 Models call a sentence-initial "Pouvez", "Virez" or "Bonjour" a person. The fusion step
 (`veil.detect.fusion`) asks this module whether a one-word name is a common word. The word
-lists come from the lemmatizer tables that the spaCy model packages already ship (inflected
-forms and lemmas: 216 K French forms, the English lemma index), so nothing new is downloaded
-or vendored; a few greetings, days and months are added by hand. Without a model package the
-hand-made list is all there is.
+lists come from what spaCy and its model packages already ship — the lemmatizer tables
+(inflected forms and lemmas: 216 K French forms; the English index's verbs, adjectives and
+adverbs) and spaCy's stop words — so nothing new is downloaded or vendored; a few greetings,
+days and months are added by hand. Without a model package the hand-made list is all there is.
+`known()` adds the English index's nouns, to tell the NER gate that a lower-case word is a
+dictionary word (and so probably not a name).
 
 Words are stored as spaCy's 64-bit string hashes, as the tables hold them.
 """
@@ -22,7 +24,7 @@ from veil.entities import LANGUAGES, Language
 
 _BUILTIN: dict[Language, frozenset[str]] = {
     "en": frozenset(
-        "hi hello hey thanks thank dear regards cheers please sorry yes no ok okay morning evening asap atm fyi "
+        "i hi hello hey thanks thank dear regards cheers please sorry yes no ok okay morning evening asap atm fyi "
         "monday tuesday wednesday thursday friday saturday sunday january february march may july august "
         "september october november december today tomorrow yesterday".split()
     ),
@@ -48,6 +50,7 @@ class CommonWords:
     def __init__(self, models: dict[Language, str | None] | None = None) -> None:
         self._models = models
         self._hashes: dict[Language, frozenset[int]] = {}
+        self._nouns: dict[Language, frozenset[int]] = {}
         self._hash: Callable[[str], int] | None = None
         self._lock = threading.Lock()
 
@@ -59,10 +62,22 @@ class CommonWords:
             hashes = self._load(language)
         return bool(hashes) and self._hash is not None and self._hash(word) in hashes
 
+    def known(self, word: str, language: Language) -> bool:
+        """A word of the language's dictionary: a common word, or a noun of the lemma index.
+
+        Broader than `__call__`: the English noun index (WordNet's) also lists names ("james",
+        "kenya"), so this tells only that a lower-case word is probably not a name.
+        """
+        forms = _english_stems(word) if language == "en" else (word,)
+        if any(self(form, language) for form in forms):
+            return True
+        nouns = self._nouns.get(language, frozenset())
+        return bool(nouns) and self._hash is not None and any(self._hash(form) in nouns for form in forms)
+
     def _load(self, language: Language) -> frozenset[int]:
         with self._lock:
             if language not in self._hashes:
-                self._hashes[language] = _read_tables(self._model_name(language), self)
+                self._hashes[language], self._nouns[language] = _read_tables(self._model_name(language), self)
             return self._hashes[language]
 
     def _model_name(self, language: Language) -> str | None:
@@ -78,25 +93,64 @@ class CommonWords:
         return {language: len(self._hashes.get(language, ())) for language in LANGUAGES}
 
 
-def _read_tables(model: str | None, owner: CommonWords) -> frozenset[int]:
+def _read_tables(model: str | None, owner: CommonWords) -> tuple[frozenset[int], frozenset[int]]:
+    """(common words, nouns of the lemma index) of a model package's lemmatizer tables."""
+    empty: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
     if model is None:
-        return frozenset()
+        return empty
     spec = importlib.util.find_spec(model)
     if spec is None or not spec.submodule_search_locations:
-        return frozenset()
+        return empty
     try:
         import srsly  # noqa: PLC0415 - comes with spaCy
         from spacy.strings import get_string_id  # noqa: PLC0415, TID251 - only with veil[ner]
     except ImportError:
-        return frozenset()
+        return empty
     owner._hash = get_string_id
-    hashes: set[int] = set()
+    hashes: set[int] = {get_string_id(word) for word in _stop_words(model)}
+    nouns: set[int] = set()
     for root in spec.submodule_search_locations:
         for path in sorted(Path(root).glob("*/lemmatizer/lookups/lookups.bin")):
             tables: dict[str, Any] = srsly.read_msgpack(path)
             for name, table in tables.items():
                 hashes.update(_table_words(name, table, get_string_id))
-    return frozenset(hashes)
+            index = tables.get("lemma_index")
+            if isinstance(index, dict):
+                noun = get_string_id("noun")
+                for pos, lemmas in index.items():
+                    if (get_string_id(pos) if isinstance(pos, str) else pos) == noun and isinstance(lemmas, list):
+                        nouns.update(get_string_id(lemma) for lemma in lemmas if isinstance(lemma, str))
+    return frozenset(hashes), frozenset(nouns)
+
+
+def _english_stems(word: str) -> tuple[str, ...]:
+    """The word and the stems its regular English endings may hide ("documents", "called",
+    "logging", "replies"): the lemma index lists lemmas only (irregular forms are in lemma_exc)."""
+    forms = [word]
+    if word.endswith(("'s", "’s")):
+        word = word[:-2]
+        forms.append(word)
+    if word.endswith("ies") and len(word) > 4:
+        forms.append(word[:-3] + "y")
+    if word.endswith("s") and len(word) > 3:
+        forms += [word[:-1], word[:-2]]
+    if word.endswith("ed") and len(word) > 4:
+        forms += [word[:-2], word[:-1], word[:-3]]
+    if word.endswith("ing") and len(word) > 5:
+        forms += [word[:-3], word[:-3] + "e", word[:-4]]
+    return tuple(forms)
+
+
+def _stop_words(model: str) -> frozenset[str]:
+    """spaCy's stop words of the model's language (pronouns, articles, prepositions …)."""
+    try:
+        if model.startswith("fr"):
+            from spacy.lang.fr.stop_words import STOP_WORDS  # noqa: PLC0415, TID251
+        else:
+            from spacy.lang.en.stop_words import STOP_WORDS  # noqa: PLC0415, TID251
+    except ImportError:
+        return frozenset()
+    return frozenset(STOP_WORDS)
 
 
 def _table_words(name: str, table: Any, hash_string: Callable[[str], int]) -> Iterable[int]:
