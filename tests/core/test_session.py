@@ -268,3 +268,13 @@ def test_a_name_inside_tool_arguments_is_anonymized_even_beside_an_arguments_key
     arguments = json.loads(sent[0]["tool_calls"][0]["function"]["arguments"])
     assert arguments == {"name": "{{EMAIL_1}}", "arguments": "to {{EMAIL_1}}"}
     assert sent[0]["tool_calls"][0]["function"]["name"] == "send"
+
+
+def test_a_veil_with_another_engine_shares_the_vault_so_tokens_restore_across_modes(veil: Veil) -> None:
+    from veil import Engine, Policy
+
+    permissive = veil.with_engine(Engine(Policy(mode="permissive", ner="off")))
+    assert permissive.engine.policy.mode == "permissive" and veil.engine.policy.mode == "strict"
+    sent = veil.session("shared").anonymize("Écrivez à jean@x.ca").text
+    assert permissive.session("shared").restore(sent) == "Écrivez à jean@x.ca"
+    assert permissive.vault is veil.vault and permissive.audit is veil.audit

@@ -14,7 +14,6 @@ documents it should find share their tokens.
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 import uuid
@@ -131,8 +130,7 @@ class Gateway:
             with self._lock:
                 veil = self._veils.get(mode)
                 if veil is None:
-                    veil = copy.copy(self.veil)
-                    veil.engine = self.engine(mode)
+                    veil = self.veil.with_engine(self.engine(mode))
                     self._veils[mode] = veil
         return veil
 

@@ -14,6 +14,7 @@ per request or conversation. A Veil is thread-safe and meant to be shared.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -139,6 +140,13 @@ class Veil:
         self.ttl = ttl
         self.audit = AuditLog(audit if audit is not None else MemoryAuditStore(), self.keyring)
         self.audit_traffic = audit_traffic
+
+    def with_engine(self, engine: Engine) -> Veil:
+        """This Veil detecting with another engine (another mode or policy): the vault, key ring
+        and audit log are shared, so tokens made by one restore in the other."""
+        other = copy.copy(self)
+        other.engine = engine
+        return other
 
     @classmethod
     def open(cls, path: str | Path = ".veil", **options: Any) -> Veil:
