@@ -1,0 +1,155 @@
+"""The rules engine's shortcuts change its cost, never its answers.
+
+Each shortcut is checked against the slow way it replaces: the scanner's second-character
+look-ahead against every rule's own matches, phone chunks skipped inside identifiers against
+what the engine reports, context words against a plain case-insensitive search, prechecks
+against texts that need the rule, the fast Luhn against python-stdnum's.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from stdnum import luhn as stdnum_luhn
+
+import veil
+from veil.detect import BUILTIN_RULES, Rule, RuleDetector, regex_ast
+from veil.detect.context import ContextWords
+from veil.detect.rules.checksums import digits_of, luhn_valid
+
+ENGINE = veil.Engine(detectors=[RuleDetector(BUILTIN_RULES)])
+DETECTOR = RuleDetector(BUILTIN_RULES)
+
+
+def _spans(text: str) -> list[tuple[str, str]]:
+    return [(s.entity, text[s.start : s.end]) for s in ENGINE.detect(text, "en")]
+
+
+# --- the scanner's look-ahead on second characters ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [("[A-Z]{2}[0-9]", set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")), ("X(?:1|b)c", {"1", "b"}), ("ab?c", {"b", "c"})],
+)
+def test_second_characters_of_simple_patterns(pattern: str, expected: set[str]) -> None:
+    assert regex_ast.second_characters(pattern) == expected
+
+
+@pytest.mark.parametrize("pattern", ["a?b", "a*", "(?i:ab)", "a.c", "a[^b]"])
+def test_second_characters_refuses_what_it_cannot_tell(pattern: str) -> None:
+    assert regex_ast.second_characters(pattern) is None
+
+
+ANALYSED = [r for r in BUILTIN_RULES if r.examples and regex_ast.second_characters(r.pattern, r.flags) is not None]
+
+
+def test_the_second_character_analysis_reads_most_built_in_rules() -> None:
+    assert len(ANALYSED) >= 25
+
+
+@pytest.mark.parametrize("rule", ANALYSED, ids=lambda r: r.name)
+def test_every_example_of_a_rule_has_a_second_character_its_analysis_allows(rule: Rule) -> None:
+    second = regex_ast.second_characters(rule.pattern, rule.flags)
+    assert second is not None
+    for example in rule.examples:
+        for match in re.finditer(rule.pattern, example, rule.flags):
+            assert example[match.start() + 1] in second
+
+
+# --- phone chunks inside identifiers --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("Mon IBAN est FR76 3000 6000 0112 3456 7890 189.", "IBAN"),
+        ("Please charge my card 4111 1111 1111 1111 today.", "CREDIT_CARD"),
+    ],
+)
+def test_no_phone_candidate_is_read_strictly_inside_an_identifier(text: str, entity: str) -> None:
+    candidates = DETECTOR.detect(text, "en")
+    (outer,) = [s for s in candidates if s.entity == entity and s.score >= 0.5]
+    inside = [s for s in candidates if s.entity == "PHONE" and outer.start <= s.start and s.end <= outer.end]
+    assert all((s.start, s.end) == (outer.start, outer.end) for s in inside)
+    assert [e for e, _ in _spans(text)] == [entity]
+
+
+def test_a_phone_read_inside_a_card_from_the_card_start_is_dropped_by_the_engine() -> None:
+    # The chunk "0183 3801 473" is found by refining the phone candidate that spans the whole
+    # card (same bounds: not skipped); the engine drops it as a part of the card.
+    text = "Veuillez porter le renouvellement à ma carte 3720 0183 3801 473, merci."
+    assert _spans(text) == [("CREDIT_CARD", "3720 0183 3801 473")]
+
+
+def test_a_phone_next_to_an_identifier_is_still_found() -> None:
+    text = "Card 4111 1111 1111 1111, or call me at +1 514 872 3456."
+    assert _spans(text) == [("CREDIT_CARD", "4111 1111 1111 1111"), ("PHONE", "+1 514 872 3456")]
+
+
+# --- context words ----------------------------------------------------------------------------------
+
+
+WORDS = ["SIN", "numéro d'assurance sociale", "né le", "carte", "crédit", "d.o.b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("My SIN is 130 692 544", True),
+        ("my sin is 130 692 544", True),
+        ("SINGLE 130 692 544", False),
+        ("Mon NUMERO D'ASSURANCE-SOCIALE: 130 692 544", True),
+        ("Mon numero d'assurance sociale: 130 692 544", True),
+        ("ne le 130 692 544", False),  # accents carry the meaning in short words
+        ("NÉ LE 130 692 544", True),
+        ("ma carte de crédit 130 692 544", True),
+        ("la cartel 130 692 544", False),
+        ("d.o.b. 130 692 544", True),
+    ],
+)
+def test_context_words_are_whole_words_case_and_accent_insensitive(text: str, expected: bool) -> None:
+    start = text.index("130")
+    assert ContextWords(WORDS).near(text, start, start + 11) is expected
+
+
+def test_context_words_agree_with_a_plain_search_on_generated_sentences() -> None:
+    words = ContextWords(["SIN", "carte", "crédit"])
+    # The reference: an IGNORECASE alternation; the accent is optional in "crédit" (4+ letters).
+    reference = re.compile(r"(?<!\w)(?:sin|carte|cr[ée]dit)(?!\w)", re.IGNORECASE)
+    vocabulary = ["my", "the", "SIN", "sin", "sinus", "asin", "carte", "CARTE", "cartes", "crédit", "CRÉDIT",
+                  "credit", "crédits", "né", "le", "-", "_sin"]  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(2000):
+        text = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 12))) + " 130 692 544"
+        start = text.index("130 692")
+        window = text[max(0, start - words.before) : start]
+        expected = reference.search(text, max(0, start - words.before), start) is not None
+        assert words.near(text, start, start + 11) is expected, window
+
+
+# --- prechecks ------------------------------------------------------------------------------------
+
+
+def test_lower_case_iban_and_postal_code_are_still_found() -> None:
+    text = "virement vers fr76 3000 6000 0112 3456 7890 189, code postal h2x 1y4"
+    assert _spans(text) == [("IBAN", "fr76 3000 6000 0112 3456 7890 189"), ("CA_POSTAL_CODE", "h2x 1y4")]
+
+
+def test_ipv6_is_found_and_a_clock_time_is_not_an_address() -> None:
+    assert _spans("server fe80::1ff:fe23:4567:890a is down") == [("IP_ADDRESS", "fe80::1ff:fe23:4567:890a")]
+    assert _spans("The meeting moved to 10:30 on Tuesday") == []
+
+
+# --- Luhn --------------------------------------------------------------------------------------------
+
+
+def test_luhn_agrees_with_stdnum_on_random_numbers() -> None:
+    rng = random.Random(11)
+    for _ in range(5000):
+        number = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 20)))
+        written = " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+        assert luhn_valid(written) is stdnum_luhn.is_valid(number)
+        assert digits_of(written) == number
