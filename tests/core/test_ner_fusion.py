@@ -274,3 +274,14 @@ def test_in_strict_mode_lower_case_sentences_and_unknown_words_are_read_too() ->
     assert read("Please call tremblay tomorrow.") == "Please call tremblay tomorrow."  # unknown word
     assert read("Please call the order desk 514 872 3456.").strip() == ""  # every word known or a number
     assert read("Please call jo@x.ca tomorrow.").strip() == ""  # an e-mail is the rules' business
+
+
+def test_a_place_the_model_read_with_its_zip_code_keeps_the_words_and_the_address_takes_both() -> None:
+    text = "He moved to 42 Maple Ave, Apt 5, Springfield, Illinois 62704."
+    address = rule(text, "42 Maple Ave, Apt 5", Entity.ADDRESS)
+    places = [ner(text, "Springfield", Entity.LOCATION), ner(text, "Illinois 62704", Entity.LOCATION)]
+    spans = fuse(text, [address], places, language="en", mode="strict", common_word=common)
+    assert [text[s.start : s.end] for s in spans if s.entity == Entity.ADDRESS] == [
+        "42 Maple Ave, Apt 5, Springfield, Illinois 62704"
+    ]
+    assert "Illinois" in [text[s.start : s.end] for s in spans if s.entity == Entity.LOCATION]

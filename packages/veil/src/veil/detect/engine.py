@@ -40,8 +40,10 @@ class Detector(Protocol):
 
     Optional attributes the Engine reads: `kind = "ner"` for a model-based detector (its
     PERSON, LOCATION and ORGANIZATION spans go through fusion, and it reads one language at a
-    time), `language_sensitive = False` for a detector that ignores the language, and
-    `detect_many(texts, languages)` for one that is faster in batches.
+    time), `names_only = True` for one that finds nothing but names, places and organisations
+    (it is then given only the sentences that could hold one), `language_sensitive = False` for
+    a detector that ignores the language, and `detect_many(texts, languages)` for one that is
+    faster in batches.
     """
 
     name: str
@@ -197,14 +199,18 @@ class Engine:
         found: list[Span] = []
         for detector in self.detectors:
             if getattr(detector, "kind", None) == "ner":
-                pieces = self._pieces(text, language, mixed)
+                pieces = self._pieces(detector, text, language, mixed)
                 found.extend(self._run_ner(detector, [text], [pieces])[0])
             else:
                 found.extend(self._run(detector, text, language))
         return found
 
-    def _pieces(self, text: str, language: Language, mixed: bool) -> list[tuple[int, int, Language]]:
+    def _pieces(
+        self, detector: Detector, text: str, language: Language, mixed: bool
+    ) -> list[tuple[int, int, Language]]:
         runs = [(0, len(text), language)] if not mixed or len(text) < 40 else language_segments(text, language)
+        if not getattr(detector, "names_only", False):
+            return runs
         # Only the sentences that could hold a name go to the model. Permissive fusion keeps no
         # lower-case name, so there a sentence needs a capital; strict mode also reads sentences
         # with a lower-case word that is not in the dictionary ("jean tremblay").
@@ -312,7 +318,7 @@ class Engine:
         live = [i for i, text in enumerate(texts) if text]
         for detector in self.detectors:
             if getattr(detector, "kind", None) == "ner":
-                pieces = [self._pieces(texts[i], languages[i], choice == "auto") for i in live]
+                pieces = [self._pieces(detector, texts[i], languages[i], choice == "auto") for i in live]
                 for i, spans in zip(live, self._run_ner(detector, [texts[i] for i in live], pieces), strict=True):
                     found[i].extend(spans)
             else:

@@ -247,8 +247,16 @@ def _trim(text: str, span: Span) -> Span | None:
     value = text[start:end]
     if not value or "@" in value or "://" in value or not any(c.isalpha() for c in value):
         return None
-    if span.entity in (Entity.PERSON, Entity.LOCATION) and any(c.isdigit() for c in value):
+    if span.entity == Entity.PERSON and any(c.isdigit() for c in value):
         return None
+    if span.entity == Entity.LOCATION and any(c.isdigit() for c in value):
+        # "Illinois 62704": the place is the words before the number (the rules read the ZIP).
+        digit = next(i for i, c in enumerate(value) if c.isdigit())
+        head = value[:digit].rstrip(_STRIP)
+        if not head or " " not in value[:digit] or not any(c.isalpha() for c in head):
+            return None
+        end = start + len(head)
+        value = head
     if value.upper() in _IDENTIFIER_LABELS:
         return None
     return span if (start, end) == (span.start, span.end) else replace(span, start=start, end=end)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from veil.detect.ner.base import windows
+from veil.detect.ner.base import NER_ENTITIES, windows
 from veil.entities import Entity, Language, Span
 from veil.errors import ModelUnavailable
 
@@ -75,6 +75,8 @@ class GlinerDetector:
         if not self.labels:
             raise ValueError("GlinerDetector needs at least one label")
         self.entities = frozenset(self.labels.values())
+        # Read only the sentences that could hold a name when names are all it looks for.
+        self.names_only = self.entities <= NER_ENTITIES
         self.threshold = threshold
         self.window_chars = window_chars
         self.overlap = overlap

@@ -155,6 +155,7 @@ class SpacyDetector:
 
     name = "spacy"
     kind = "ner"
+    names_only = True
     language_sensitive = True
     entities: frozenset[str] = frozenset(PRIOR_SCORES)
 
