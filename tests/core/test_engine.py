@@ -487,3 +487,11 @@ def test_from_toml_errors_name_the_file_and_the_option(tmp_path: Path, content: 
 def test_from_toml_on_a_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"absent\.toml does not exist"):
         Policy.from_toml(tmp_path / "absent.toml")
+
+
+def test_a_phone_equal_to_a_card_chunk_of_an_iban_never_wins_over_the_iban() -> None:
+    # Regression (Presidio's IBAN cases): the card candidate ending where the IBAN ends took the
+    # IBAN's place as the furthest-reaching shape, and the phone equal to it survived and won.
+    text = "IBAN MD24 AG00 0225 1000 1310 4169 please"
+    spans = Engine(Policy(ner="off")).detect(text)
+    assert [s.entity for s in spans] == ["IBAN"]

@@ -90,7 +90,9 @@ def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
     # reach[i]: among shapes[0..i], the one ending furthest: one look per span, O(k log k) in all.
     reach: list[Span] = []
     for shape in shapes:
-        reach.append(shape if not reach or shape.end >= reach[-1].end else reach[-1])
+        # On a tie the earlier (longer) shape stays: a card candidate that ends where an IBAN
+        # ends must not shelter a phone equal to it from the IBAN that holds both.
+        reach.append(shape if not reach or shape.end > reach[-1].end else reach[-1])
     kept = []
     for span in spans:
         if span.entity in parts:

@@ -360,7 +360,7 @@ class RuleDetector:
                     while next_shape < len(pending) and pending[next_shape][0] <= position:
                         shape_start, shape_end = pending[next_shape]
                         next_shape += 1
-                        if shape_end >= reach_end:  # as the engine's reach: the later one on a tie
+                        if shape_end > reach_end:  # as the engine's reach: the earlier one on a tie
                             reach_start, reach_end = shape_start, shape_end
                 for slot, group, compiled, is_part in slots:
                     start, end = regs[group]
@@ -377,7 +377,7 @@ class RuleDetector:
                             shapes.append((span.start, span.end))
                             if scan.has_parts and span.start > start:  # moved on by its refiner
                                 bisect.insort(pending, (span.start, span.end), lo=next_shape)
-                            elif scan.has_parts and span.end >= reach_end:
+                            elif scan.has_parts and span.end > reach_end:
                                 reach_start, reach_end = span.start, span.end
         return spans
 
