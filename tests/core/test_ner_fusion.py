@@ -285,3 +285,14 @@ def test_a_place_the_model_read_with_its_zip_code_keeps_the_words_and_the_addres
         "42 Maple Ave, Apt 5, Springfield, Illinois 62704"
     ]
     assert "Illinois" in [text[s.start : s.end] for s in spans if s.entity == Entity.LOCATION]
+
+
+def test_a_titled_name_inside_a_longer_span_the_model_found_is_not_reported_twice() -> None:
+    # Regression: only the span starting last before the title was checked; a shorter one
+    # ("Santé") hid the longer one that covers the title.
+    text = "Contactez le Groupe Santé Dr Gagnon inc. demain, et Me Roy."
+    org = ner(text, "Groupe Santé Dr Gagnon inc", Entity.ORGANIZATION)
+    inner = ner(text, "Santé", Entity.LOCATION)
+    spans = fused(text, [], [org, inner], language="fr")
+    assert ("PERSON", "Dr Gagnon") not in spans
+    assert ("PERSON", "Me Roy") in spans

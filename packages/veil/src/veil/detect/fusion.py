@@ -144,12 +144,13 @@ def _titled_names(
     titles = _TITLED_NAME[language]
     if titles.search(text) is None:
         return
-    covered = sorted((s.start, s.end) for s in found)
-    starts = [start for start, _ in covered]
+    covered = sorted(found, key=lambda s: s.start)
+    starts = [s.start for s in covered]
+    ends = _running_max_ends(covered)
     for match in titles.finditer(text):
         end = match.end("name")
         index = bisect.bisect_left(starts, end) - 1
-        if (index >= 0 and covered[index][1] > match.start()) or overlaps_rule(match.start(), end):
+        if (index >= 0 and ends[index] > match.start()) or overlaps_rule(match.start(), end):
             continue
         yield Span(match.start(), end, Entity.PERSON, PERSON_SCORE, "titles")
 
