@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock, ToolCallBlock
 from llama_index.core.llms import MockLLM
@@ -446,6 +446,7 @@ WORDS = [*CANARIES.values(), "bonjour", "NAS", "carte", "EMAIL_1", "{", "}", "_"
     cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=40),
     separator=st.sampled_from([" ", ""]),  # "" lets the words form token-shaped text: {{EMAIL_1}}
 )
+@example(words=[CANARIES["phone"], CANARIES["phone"]], cuts=[], separator="")  # regression
 def test_streamed_answers_equal_the_unary_answer_for_any_text_and_any_cuts(
     words: list[str], cuts: list[int], separator: str
 ) -> None:
@@ -455,7 +456,15 @@ def test_streamed_answers_equal_the_unary_answer_for_any_text_and_any_cuts(
     llm = VeilLLM(llm=upstream, veil=veil, scope="prop")
     unary = llm.chat(user(text)).message.content
     deltas = [r.delta for r in llm.stream_chat(user(text))]
-    assert "".join(deltas) == unary == f"You said: {text}"
+    assert "".join(deltas) == unary
+    if separator:
+        assert unary == f"You said: {text}"
+    else:
+        # Glued words can give one value two surface forms ("…3456+1 514 872 3456": the second
+        # phone is read without its "+"); both share one token and restore as the first form, as
+        # in the core's own round trip. The adapter adds nothing to that.
+        core = Veil(engine=rules_engine()).session("core")
+        assert unary == "You said: " + core.restore(core.anonymize(text).text)
     if separator:  # glued to a word ("qc.ca130 692 544") a number is not an identifier for the rules
         assert leaked(upstream.seen) == []
 
