@@ -1,4 +1,4 @@
-"""Real services for the vault tests: skip on a laptop without them, fail under CI."""
+"""Real services for tests (PostgreSQL, Redis): skip on a laptop without them, fail under CI."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from veil_server.errors import ApiError
-from veil_server.settings import DEFAULT_SCOPES, ApiKeySettings, KeyPolicy
+from veil_server.settings import DEFAULT_SCOPES, ApiKeySettings, KeyLimits, KeyPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,7 @@ class Principal:
     tenant: str
     scopes: frozenset[str]
     policy: KeyPolicy = field(default_factory=KeyPolicy)
+    limits: KeyLimits = field(default_factory=KeyLimits)
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -88,7 +89,7 @@ class StaticKeyAuthenticator:
         for entry in keys:
             digest = entry.digest()
             key_id = entry.name or f"key-{digest.hex()[:8]}"
-            principal = Principal(key_id, entry.tenant, frozenset(entry.scopes), entry.policy)
+            principal = Principal(key_id, entry.tenant, frozenset(entry.scopes), entry.policy, entry.limits)
             self._entries.append((digest, principal))
         if not self._entries:
             raise ValueError("StaticKeyAuthenticator needs at least one key")

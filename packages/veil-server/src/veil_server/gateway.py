@@ -29,6 +29,7 @@ from veil.detect.policy import Policy
 from veil.session import Session, Veil
 from veil_server.auth import Authenticator, OpenAuthenticator, StaticKeyAuthenticator
 from veil_server.errors import ApiError, from_veil_error
+from veil_server.events import EventSink, NullEventSink
 from veil_server.metrics import Metrics
 from veil_server.settings import ModelSettings, Settings, valid_scope_name
 from veil_server.upstream import Provider
@@ -93,6 +94,7 @@ class Gateway:
             for name, provider in settings.providers.items()
         }
         self.metrics = Metrics()
+        self.events: EventSink = NullEventSink()
         self.instance = uuid.uuid4().hex[:8]
 
     async def aclose(self) -> None:

@@ -47,7 +47,7 @@ from pydantic_settings import (
 
 ECHO_PROVIDER = "echo"
 
-SCOPES = frozenset({"chat", "embeddings", "anonymize", "scan", "models", "mapping:read", "admin"})
+SCOPES = frozenset({"chat", "embeddings", "anonymize", "scan", "models", "reverse", "mapping:read", "usage", "admin"})
 DEFAULT_SCOPES = ("chat", "embeddings", "anonymize", "scan", "models")
 
 _SCOPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}")
@@ -64,6 +64,17 @@ class KeyPolicy(_Strict):
     mode: Literal["strict", "permissive"] | None = None
     allow_opt_out: bool = True
     """May a request turn anonymization off (`X-Anonymize: false`)?"""
+    entities: list[str] | None = None
+    """The entity types this key's requests anonymize (None: the server policy's)."""
+
+
+class KeyLimits(_Strict):
+    """A key's limits (None: unlimited). Requests over them get 429 with `Retry-After`."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    requests_per_day: int | None = Field(default=None, ge=1)
+    monthly_budget: float | None = Field(default=None, ge=0)
+    """US dollars per calendar month (UTC), priced with each model's `price`."""
 
 
 class ApiKeySettings(_Strict):
@@ -76,6 +87,7 @@ class ApiKeySettings(_Strict):
     tenant: str = "default"
     scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES))
     policy: KeyPolicy = Field(default_factory=KeyPolicy)
+    limits: KeyLimits = Field(default_factory=KeyLimits)
 
     @field_validator("scopes")
     @classmethod
@@ -118,6 +130,11 @@ class ServerSettings(_Strict):
     embeddings_scope: str = "embeddings"
     """The collection scope of embeddings requests that name none: same value, same token, so retrieval matches."""
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    state_url: str | None = None
+    """Where API keys, usage, approvals, audit and webhooks live: a SQLite file (default
+    $VEIL_HOME/server.db, else .veil/server.db) or postgresql://… shared by every replica."""
+    redis_url: str | None = None
+    """redis://… shared by every replica for rate limits and budgets (None: in-process limits, one replica)."""
 
 
 class VaultSettings(_Strict):
@@ -159,6 +176,13 @@ class ProviderSettings(_Strict):
         return value
 
 
+class ModelPrice(_Strict):
+    """US dollars per million tokens: what budgets and `GET /v1/usage` cost figures count."""
+
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
 class ModelSettings(_Strict):
     provider: str
     upstream: str | None = None
@@ -166,6 +190,7 @@ class ModelSettings(_Strict):
     category: Literal["chat", "completion", "embedding"] = "chat"
     context_length: int | None = Field(default=None, ge=1)
     owned_by: str | None = None
+    price: ModelPrice = Field(default_factory=ModelPrice)
 
 
 def default_models() -> dict[str, ModelSettings]:
