@@ -1,0 +1,202 @@
+"""The server's state database: API keys, usage, approvals, audit and webhooks.
+
+One URL (`server.state_url`) names it: a SQLite file for one replica (the default,
+`$VEIL_HOME/server.db`), or `postgresql://…` shared by every replica. Stores write portable SQL
+with `?` placeholders (turned into `%s` for PostgreSQL) and create their tables idempotently
+with `migrate`; the few statements that differ between the two take `state.dialect`.
+
+    state = StateDB.open(settings)
+    state.migrate("usage", ["CREATE TABLE IF NOT EXISTS usage (...)"])
+    with state.transaction() as tx:
+        tx.execute("INSERT INTO usage (...) VALUES (?, ?) ON CONFLICT DO NOTHING", (a, b))
+        rows = tx.fetchall("SELECT ... WHERE tenant = ?", (tenant,))
+
+A connection failure is `StateUnavailable` (the server answers 503 and fails closed); no
+message carries the URL's password or a stored value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Dialect = Literal["sqlite", "postgresql"]
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class StateUnavailable(Exception):
+    """The state database cannot be reached (the message names the backend, never the URL)."""
+
+
+class Transaction(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        ...
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+
+class _SQLiteTransaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._connection.execute(sql, tuple(params)).rowcount
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self._connection.execute(sql, tuple(params)).fetchall())
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self._connection.execute(sql, tuple(params)).fetchone()
+        return tuple(row) if row is not None else None
+
+
+def _postgres_sql(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _PostgresTransaction:
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = self._connection.execute(_postgres_sql(sql), tuple(params))
+        return int(cursor.rowcount)
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._connection.execute(_postgres_sql(sql), tuple(params)).fetchall()]
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self._connection.execute(_postgres_sql(sql), tuple(params)).fetchone()
+        return tuple(row) if row is not None else None
+
+
+class StateDB:
+    """A SQLite file or a PostgreSQL schema, behind one small transactional interface."""
+
+    dialect: Dialect
+
+    def __init__(
+        self, url: str, *, schema: str = "veil_server", pool_size: int = 8, connect_timeout: float = 10.0
+    ) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._pool: Any = None
+        self._connections: list[sqlite3.Connection] = []
+        if url.startswith(("postgresql://", "postgres://")):
+            if not _SCHEMA_NAME.fullmatch(schema):
+                raise ValueError("state schema: lower-case letters, digits and _ only")
+            try:
+                import psycopg_pool  # noqa: PLC0415
+            except ImportError as exc:
+                raise ValueError("a PostgreSQL state_url needs psycopg: pip install 'veil[postgres]'") from exc
+            self.dialect = "postgresql"
+            self.schema = schema
+            self._pool = psycopg_pool.ConnectionPool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                open=False,
+                kwargs={"options": f"-c search_path={schema}", "autocommit": False},
+                check=psycopg_pool.ConnectionPool.check_connection,
+            )
+            try:
+                self._pool.open(wait=True, timeout=connect_timeout)
+            except Exception as exc:
+                self._pool.close()
+                raise StateUnavailable(f"PostgreSQL state database unreachable ({type(exc).__name__})") from None
+            with self._pool.connection() as connection:
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        else:
+            self.dialect = "sqlite"
+            self.schema = "main"
+            path = Path(url.removeprefix("sqlite://"))
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path = path
+
+    @classmethod
+    def for_url(cls, url: str | None) -> StateDB:
+        """`url`, or the default SQLite file in $VEIL_HOME (else .veil)."""
+        if not url:
+            url = str(Path(os.environ.get("VEIL_HOME") or ".veil") / "server.db")
+        return cls(url)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _sqlite(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA busy_timeout=30000")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One transaction: committed when the block ends, rolled back when it raises.
+
+        SQLite transactions start with BEGIN IMMEDIATE (the write lock up front), so two
+        writers never fail each other with 'database is locked' half-way through."""
+        if self.dialect == "sqlite":
+            connection = self._sqlite()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SQLiteTransaction(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return
+        try:
+            context = self._pool.connection()
+            connection = context.__enter__()
+        except Exception as exc:
+            raise StateUnavailable(f"PostgreSQL state database unreachable ({type(exc).__name__})") from None
+        try:
+            with connection.transaction():
+                yield _PostgresTransaction(connection)
+        except BaseException as exc:
+            context.__exit__(type(exc), exc, exc.__traceback__)
+            if _is_connection_error(exc):
+                raise StateUnavailable(f"PostgreSQL state database unreachable ({type(exc).__name__})") from None
+            raise
+        context.__exit__(None, None, None)
+
+    def migrate(self, name: str, statements: Sequence[str]) -> None:
+        """Create a store's tables and indexes (idempotent: every statement says IF NOT EXISTS)."""
+        with self.transaction() as tx:
+            if self.dialect == "postgresql":
+                # One migrator at a time across replicas: CREATE … IF NOT EXISTS races otherwise.
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"veil_server.migrate.{name}",))
+            for statement in statements:
+                tx.execute(statement)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    try:
+        import psycopg  # noqa: PLC0415
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

@@ -1,0 +1,72 @@
+"""The state database behaves the same on SQLite and PostgreSQL (transactions, placeholders, migrations)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from services import POSTGRES_DSN, postgres_schema
+from veil_server.state import StateDB, StateUnavailable
+
+TABLE = ["CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL, note TEXT)"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
+    if request.param == "sqlite":
+        db = StateDB(str(tmp_path / "server.db"))
+        yield db
+        db.close()
+        return
+    schemas = postgres_schema()
+    schema = next(schemas)
+    db = StateDB(POSTGRES_DSN, schema=schema)
+    yield db
+    db.close()
+    next(schemas, None)
+
+
+def test_transactions_commit_roll_back_and_count_rows(state: StateDB) -> None:
+    state.migrate("t", TABLE)
+    state.migrate("t", TABLE)  # idempotent
+    with state.transaction() as tx:
+        assert tx.execute("INSERT INTO counters (name, value, note) VALUES (?, ?, ?)", ("a", 1, "50% ?")) == 1
+
+    def insert_then_fail() -> None:
+        with state.transaction() as tx:
+            tx.execute("INSERT INTO counters (name, value) VALUES (?, ?)", ("b", 2))
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        insert_then_fail()
+    with state.transaction() as tx:
+        assert tx.fetchall("SELECT name, value, note FROM counters ORDER BY name") == [("a", 1, "50% ?")]
+        assert tx.fetchone("SELECT value FROM counters WHERE name = ?", ("zzz",)) is None
+        assert tx.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING", ("a", 9)) == 0
+
+
+def test_concurrent_increments_are_not_lost(state: StateDB) -> None:
+    state.migrate("t", TABLE)
+    with state.transaction() as tx:
+        tx.execute("INSERT INTO counters (name, value) VALUES ('n', 0)")
+
+    def bump() -> None:
+        for _ in range(25):
+            with state.transaction() as tx:
+                tx.execute("UPDATE counters SET value = value + 1 WHERE name = 'n'")
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with state.transaction() as tx:
+        assert tx.fetchone("SELECT value FROM counters WHERE name = 'n'") == (100,)
+
+
+def test_an_unreachable_postgres_is_state_unavailable_without_the_url() -> None:
+    with pytest.raises(StateUnavailable) as caught:
+        StateDB("postgresql://veil:s3cret@127.0.0.1:1/nowhere", connect_timeout=1)
+    assert "s3cret" not in str(caught.value) and "127.0.0.1" not in str(caught.value)
