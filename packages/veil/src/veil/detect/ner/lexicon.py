@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +50,19 @@ class CommonWords:
 
     def __init__(self, models: dict[Language, str | None] | None = None) -> None:
         self._models = models
-        self._hashes: dict[Language, frozenset[int]] = {}
-        self._nouns: dict[Language, frozenset[int]] = {}
+        # Words as strings, and as spaCy string hashes where a table keys them so (lemma_lookup).
+        self._hashes: dict[Language, frozenset[int | str]] = {}
+        self._nouns: dict[Language, frozenset[int | str]] = {}
         self._hash: Callable[[str], int] | None = None
         self._lock = threading.Lock()
 
     def __call__(self, word: str, language: Language) -> bool:
         if word in _BUILTIN[language]:
             return True
-        hashes = self._hashes.get(language)
-        if hashes is None:
-            hashes = self._load(language)
-        return bool(hashes) and self._hash is not None and self._hash(word) in hashes
+        entries = self._hashes.get(language)
+        if entries is None:
+            entries = self._load(language)
+        return bool(entries) and (word in entries or (self._hash is not None and self._hash(word) in entries))
 
     def known(self, word: str, language: Language) -> bool:
         """A word of the language's dictionary: a common word, or a noun of the lemma index.
@@ -72,9 +74,9 @@ class CommonWords:
         if any(self(form, language) for form in forms):
             return True
         nouns = self._nouns.get(language, frozenset())
-        return bool(nouns) and self._hash is not None and any(self._hash(form) in nouns for form in forms)
+        return bool(nouns) and any(form in nouns for form in forms)
 
-    def _load(self, language: Language) -> frozenset[int]:
+    def _load(self, language: Language) -> frozenset[int | str]:
         with self._lock:
             if language not in self._hashes:
                 self._hashes[language], self._nouns[language] = _read_tables(self._model_name(language), self)
@@ -93,9 +95,13 @@ class CommonWords:
         return {language: len(self._hashes.get(language, ())) for language in LANGUAGES}
 
 
-def _read_tables(model: str | None, owner: CommonWords) -> tuple[frozenset[int], frozenset[int]]:
-    """(common words, nouns of the lemma index) of a model package's lemmatizer tables."""
-    empty: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
+def _read_tables(model: str | None, owner: CommonWords) -> tuple[frozenset[int | str], frozenset[int | str]]:
+    """(common words, nouns of the lemma index) of a model package's lemmatizer tables.
+
+    Words are kept as the tables give them — strings, or spaCy's 64-bit string hashes where a
+    table is keyed so — and sets are filled with `set.update` over whole tables: hashing some
+    700,000 entries one by one in Python took a second of start-up."""
+    empty: tuple[frozenset[int | str], frozenset[int | str]] = (frozenset(), frozenset())
     if model is None:
         return empty
     spec = importlib.util.find_spec(model)
@@ -103,24 +109,28 @@ def _read_tables(model: str | None, owner: CommonWords) -> tuple[frozenset[int],
         return empty
     try:
         import srsly  # noqa: PLC0415 - comes with spaCy
+
+        from veil.detect.ner.spacy_fast import import_spacy  # noqa: PLC0415
+
+        import_spacy()
         from spacy.strings import get_string_id  # noqa: PLC0415, TID251 - only with veil[ner]
     except ImportError:
         return empty
     owner._hash = get_string_id
-    hashes: set[int] = {get_string_id(word) for word in _stop_words(model)}
-    nouns: set[int] = set()
+    words: set[int | str] = set(_stop_words(model))
+    nouns: set[int | str] = set()
     for root in spec.submodule_search_locations:
         for path in sorted(Path(root).glob("*/lemmatizer/lookups/lookups.bin")):
             tables: dict[str, Any] = srsly.read_msgpack(path)
             for name, table in tables.items():
-                hashes.update(_table_words(name, table, get_string_id))
+                _add_table_words(words, name, table, get_string_id)
             index = tables.get("lemma_index")
             if isinstance(index, dict):
                 noun = get_string_id("noun")
                 for pos, lemmas in index.items():
                     if (get_string_id(pos) if isinstance(pos, str) else pos) == noun and isinstance(lemmas, list):
-                        nouns.update(get_string_id(lemma) for lemma in lemmas if isinstance(lemma, str))
-    return frozenset(hashes), frozenset(nouns)
+                        nouns.update(lemma for lemma in lemmas if isinstance(lemma, str))
+    return frozenset(words), frozenset(nouns)
 
 
 def _english_stems(word: str) -> tuple[str, ...]:
@@ -145,7 +155,10 @@ def _stop_words(model: str) -> frozenset[str]:
     """spaCy's stop words of the model's language (pronouns, articles, prepositions …)."""
     try:
         if model.startswith("fr"):
-            from spacy.lang.fr.stop_words import STOP_WORDS  # noqa: PLC0415, TID251
+            from veil.detect.ner.spacy_fast import compact_token_match  # noqa: PLC0415
+
+            with compact_token_match():  # importing spacy.lang.fr compiles its token_match
+                from spacy.lang.fr.stop_words import STOP_WORDS  # noqa: PLC0415, TID251
         else:
             from spacy.lang.en.stop_words import STOP_WORDS  # noqa: PLC0415, TID251
     except ImportError:
@@ -153,31 +166,30 @@ def _stop_words(model: str) -> frozenset[str]:
     return frozenset(STOP_WORDS)
 
 
-def _table_words(name: str, table: Any, hash_string: Callable[[str], int]) -> Iterable[int]:
-    """Hashes of every word form and lemma a lemmatizer table names."""
+def _add_table_words(words: set[int | str], name: str, table: Any, hash_string: Callable[[str], int]) -> None:
+    """Every word form and lemma a lemmatizer table names, added to `words`."""
     if name == "lemma_lookup" and isinstance(table, dict):
-        for key, lemma in table.items():
-            if isinstance(key, int):
-                yield key
-            elif isinstance(key, str):
-                yield hash_string(key)
-            for word in [lemma] if isinstance(lemma, str) else lemma if isinstance(lemma, list) else ():
-                if isinstance(word, str):
-                    yield hash_string(word)
+        words.update(table.keys())  # forms: strings, or spaCy's hashes of them
+        lemmas = table.values()
+        if all(isinstance(lemma, str) for lemma in lemmas):
+            words.update(lemmas)
+        elif all(isinstance(lemma, list) for lemma in lemmas):  # French: a list of lemmas per form
+            words.update(chain.from_iterable(lemmas))
+        else:
+            for lemma in lemmas:
+                words.update(word for word in (lemma if isinstance(lemma, list) else [lemma]) if isinstance(word, str))
     elif name == "lemma_index" and isinstance(table, dict):
         # Nouns are left out: the English index (WordNet's) lists "kenya", "james" and "tiffany".
         wanted = {hash_string(pos) for pos in ("verb", "adj", "adv")}
         for pos, lemmas in table.items():
             if (hash_string(pos) if isinstance(pos, str) else pos) not in wanted:
                 continue
-            for lemma in lemmas if isinstance(lemmas, list | tuple) else ():
-                if isinstance(lemma, str) and "_" not in lemma:
-                    yield hash_string(lemma)
+            if isinstance(lemmas, list | tuple):
+                words.update(lemma for lemma in lemmas if isinstance(lemma, str) and "_" not in lemma)
     elif name == "lemma_exc" and isinstance(table, dict):
         for forms in table.values():
-            for form in forms if isinstance(forms, dict) else ():
-                if isinstance(form, str):
-                    yield hash_string(form)
+            if isinstance(forms, dict):
+                words.update(form for form in forms if isinstance(form, str))
 
 
 COMMON_WORDS = CommonWords()

@@ -113,15 +113,21 @@ def load_pipeline(name: str, language: Language) -> _Pipeline:
 def _load(name: str, language: Language) -> Any:
     where = f"spaCy model {name!r} for language {language!r}"
     try:
-        import spacy  # noqa: PLC0415, TID251 - the extra's library, imported only when a model is needed
+        from veil.detect.ner.spacy_fast import import_spacy  # noqa: PLC0415
+
+        import_spacy()  # without its CLI; the extra's library, imported only when a model is needed
+        import spacy  # noqa: PLC0415, TID251
         import spacy.about  # noqa: PLC0415, TID251
         import spacy.util  # noqa: PLC0415, TID251
     except ImportError as exc:
         raise ModelUnavailable(
             f"spaCy is not installed (needed for language {language!r}): pip install '{EXTRA}'"
         ) from exc
+    from veil.detect.ner.spacy_fast import compact_token_match  # noqa: PLC0415
+
     try:
-        nlp = spacy.load(name, exclude=list(_NOT_NER))
+        with compact_token_match():
+            nlp = spacy.load(name, exclude=list(_NOT_NER))
     except OSError as exc:
         raise ModelUnavailable(f"{where} is not installed: pip install '{EXTRA}'") from exc
     except Exception as exc:
