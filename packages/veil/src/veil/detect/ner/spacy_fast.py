@@ -9,12 +9,15 @@ when the model's tokenizer is read from disk (a cache hit the second time). That
 veil's model-load time.
 
 While the French pipeline loads, `compact_token_match()` rewrites that one pattern before it is
-compiled: each class listing spaCy's letters becomes `[^\\W\\d_]` (any Unicode letter), the rest
-of the pattern is untouched. The result compiles in milliseconds. It matches the same tokens
-for every letter spaCy lists (tested against the original pattern, see
-tests/core/test_ner_spacy_fast.py); it also accepts letters of scripts spaCy does not list
-(a French prefix glued with a hyphen to a word in, say, Arabic script stays one token), which
-changes nothing for names in English or French text.
+compiled: each class listing spaCy's letters becomes "any Unicode letter or combining mark"
+(`[^\\W\\d_]` and the combining-mark blocks, so decomposed accents count), the rest of the
+pattern is untouched. The result compiles in milliseconds. It treats every cased letter and
+combining mark spaCy lists as spaCy does (tested against the shipped pattern, character by
+character, see tests/core/test_ner_spacy_fast.py). It differs only on characters no English or
+French word holds: spaCy's list also has symbols, digits of other scripts and unassigned code
+points, which no longer keep a hyphenated French word whole, and it lacks a few uncased letters
+(such as "ƻ"), which now do; and a word written with decomposed accents (NFD: "e" + U+0301) is
+kept whole as its composed form is, where spaCy's list splits it.
 
 Any other pattern compiled meanwhile, in any thread, goes to `re.compile` unchanged. Set
 `VEIL_SPACY_EXACT_TOKEN_MATCH=1` to load spaCy's pattern as it is.
@@ -37,7 +40,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-LETTER = r"[^\W\d_]"
+MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+"""Combining marks: a decomposed (NFD) "é" is "e" followed by U+0301."""
+LETTER = f"(?:[^\\W\\d_]|[{MARKS}])"
 _CLI = ("spacy.cli", "spacy.cli.info")
 # Only spaCy's French token_match is this long and starts so; everything else passes through.
 _MIN_LENGTH = 100_000
@@ -55,8 +60,8 @@ def _letter_sets() -> tuple[str, ...]:
 def compact_pattern(pattern: str, letter_sets: tuple[str, ...] | None = None) -> str:
     """`pattern` with every character class that lists spaCy's letters rewritten to match any letter.
 
-    `[<letters>]` becomes `[^\\W\\d_]`; `[<others><letters>]` becomes `(?:[<others>]|[^\\W\\d_])`,
-    which matches one character as the class did (a group without a quantifier inside)."""
+    `[<letters>]` becomes LETTER; `[<others><letters>]` becomes `(?:[<others>]|LETTER)`, which
+    matches one character as the class did (a group without a quantifier inside)."""
     sets = letter_sets if letter_sets is not None else _letter_sets()
 
     def rewrite(match: re.Match[str]) -> str:
