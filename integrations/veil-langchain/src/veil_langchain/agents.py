@@ -53,7 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised by .ci/standalone w
     ) from error
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage, ToolMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, PrivateAttr
 
@@ -250,6 +250,22 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         if scope is None:
             raise ConfigError("this config names no thread: give config={'configurable': {'thread_id': ...}}")
         return self.veil.erase_scope(scope, tenant=self.tenant)
+
+    def anonymize_input(self, value: Any, config: RunnableConfig) -> Any:
+        """An agent input (`{"messages": [...]}`, a list of messages) anonymized in the thread's
+        scope, for the "anonymized" state mode: LangGraph checkpoints a run's input before any
+        middleware runs, so an input given as it is stays in the thread's checkpoint history
+        (`before_model` replaces it in the current state only)."""
+        scope = self.scope_for(config)
+        if scope is None:
+            raise ConfigError("this config names no thread: give config={'configurable': {'thread_id': ...}}")
+        anonymizer = _AgentAnonymizer(self.veil.session(scope, tenant=self.tenant, subject=self.subject),
+                                      allow_binary=self.allow_binary, keep_tokens=False)  # fmt: skip
+        if isinstance(value, Mapping) and "messages" in value:
+            return {**value, "messages": anonymizer.messages(convert_to_messages(value["messages"]))}
+        if isinstance(value, list | tuple):
+            return anonymizer.messages(convert_to_messages(value))
+        raise ConfigError("give the agent's input: a dict with 'messages', or a list of messages")
 
     def restore(self, value: Any, config: RunnableConfig) -> Any:
         """A value of a thread's state (the state, messages, a structured response, text) with its
