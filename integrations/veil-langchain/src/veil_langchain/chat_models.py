@@ -19,6 +19,7 @@ keep one mapping for a conversation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams, Langu
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import add_ai_message_chunks
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
@@ -214,7 +216,8 @@ class VeilChatModel(BaseChatModel):
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
             ended = False
             received: list[AIMessageChunk] = []
-            for upstream in self.model.stream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+            for streamed in self.model.stream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+                upstream = _as_chunk(streamed)
                 if self.keeps_upstream:
                     received.append(upstream)
                 chunk = restorer.feed(upstream)
@@ -236,7 +239,8 @@ class VeilChatModel(BaseChatModel):
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
             ended = False
             received: list[AIMessageChunk] = []
-            async for upstream in self.model.astream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+            async for streamed in self.model.astream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+                upstream = _as_chunk(streamed)
                 if self.keeps_upstream:
                     received.append(upstream)
                 chunk = restorer.feed(upstream)
@@ -278,6 +282,24 @@ class VeilChatModel(BaseChatModel):
             runnable=inner, veil=self.veil, scope=self.scope, tenant=self.tenant, subject=self.subject,
             lenient=self.lenient, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens,
         )  # fmt: skip
+
+
+def _as_chunk(message: BaseMessage) -> AIMessageChunk:
+    """A streamed message as a chunk: a model that cannot stream yields its whole answer, an
+    `AIMessage`, from `stream()`; it is the one and last chunk of its stream."""
+    if isinstance(message, AIMessageChunk):
+        return message
+    if not isinstance(message, AIMessage):
+        raise TypeError(f"the wrapped model streamed a {type(message).__name__}, not an AI message")
+    calls = []
+    for index, call in enumerate(message.tool_calls):
+        args = json.dumps(call["args"], ensure_ascii=False)
+        calls.append(tool_call_chunk(name=call["name"], args=args, id=call["id"], index=index))
+    return AIMessageChunk(
+        content=message.content, additional_kwargs=message.additional_kwargs, tool_call_chunks=calls,
+        response_metadata=message.response_metadata, usage_metadata=message.usage_metadata, id=message.id,
+        name=message.name, chunk_position="last",
+    )  # fmt: skip
 
 
 def _last(chunk: AIMessageChunk) -> AIMessageChunk:
