@@ -16,8 +16,11 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import ModelRequest, ModelResponse, wrap_model_call
 from langchain.agents.structured_output import ProviderStrategy, ToolStrategy
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
 from langchain_fakes import RecordingChatModel
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.prebuilt.tool_node import ToolRuntime
+from langgraph.types import Command
 from pydantic import BaseModel
 from veil_langchain import BinaryContentRefused
 from veil_langchain.agents import VeilMiddleware
@@ -371,12 +374,63 @@ def test_binary_blocks_are_refused_before_the_model_is_called() -> None:
     assert not setup.model.received
 
 
-def test_tool_results_and_artifacts_in_the_anonymized_state() -> None:
+def test_tool_results_in_the_anonymized_state() -> None:
     setup = Setup("anonymized")
     setup.agent.invoke(ask(), thread("t1"))
     tool_messages = [m for m in setup.agent.get_state(thread("t1")).values["messages"] if isinstance(m, ToolMessage)]
     expected = ["Customer {{EMAIL_1}}, phone {{PHONE_1}}, plan Gold", "sent to {{PHONE_1}}"]
     assert [m.text for m in tool_messages] == expected
+
+
+def artifact_and_command_tools(received: list[str]) -> list[Any]:
+    @tool(response_format="content_and_artifact")
+    def lookup_customer(email: str) -> tuple[str, dict[str, str]]:
+        """The customer file of an e-mail address, with the raw record as artifact."""
+        received.append(email)
+        return f"Customer {email}", {"email": email, "phone": PHONE}
+
+    @tool
+    def send_message(phone: str, text: str, runtime: ToolRuntime) -> Command[Any]:
+        """Send a text message to a phone number (answers with a state update)."""
+        received.append(phone)
+        reply = ToolMessage(f"sent to {PHONE}", tool_call_id=runtime.tool_call_id, name="send_message")
+        return Command(update={"messages": [reply]})
+
+    return [lookup_customer, send_message]
+
+
+def artifact_policy(messages: list[BaseMessage]) -> AIMessage:
+    last = messages[-1]
+    if isinstance(last, HumanMessage):
+        email = first_token(last.text, "EMAIL")
+        return AIMessage("", tool_calls=[{"name": "lookup_customer", "args": {"email": email}, "id": "c1"}])
+    if isinstance(last, ToolMessage) and last.name == "lookup_customer":
+        args = {"phone": "{{PHONE_1}}", "text": "shipped"}
+        return AIMessage("", tool_calls=[{"name": "send_message", "args": args, "id": "c2"}])
+    return AIMessage(f"Done: {last.text}")
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_anonymized_state_covers_artifacts_and_commands_from_tools(asynchronous: bool) -> None:
+    veil = Veil(engine=RULES)
+    received: list[str] = []
+    model = RecordingChatModel(respond=artifact_policy)
+    middleware = VeilMiddleware(veil=veil, state="anonymized")
+    agent = create_agent(model, artifact_and_command_tools(received), middleware=[middleware],
+                         checkpointer=InMemorySaver())  # fmt: skip
+    config = thread("t1")
+    # The phone number is in the thread's mapping before the model names it (the user gave it).
+    question = middleware.anonymize_input({"messages": [HumanMessage(f"Text {PHONE} about {EMAIL}")]}, config)
+    run = agent.ainvoke(question, config) if asynchronous else None
+    result = asyncio.run(run) if run is not None else agent.invoke(question, config)
+    assert received == [EMAIL, PHONE]
+    saver: Any = agent.checkpointer
+    stored = repr(saver.storage) + repr(saver.blobs) + repr(saver.writes)
+    assert EMAIL not in stored and PHONE not in stored
+    lookup = next(m for m in result["messages"] if isinstance(m, ToolMessage) and m.name == "lookup_customer")
+    assert lookup.artifact == {"email": "{{EMAIL_1}}", "phone": "{{PHONE_1}}"}
+    assert middleware.restore(result, config)["messages"][-1].text == f"Done: sent to {PHONE}"
+    assert_model_saw_no_value(model)
 
 
 def test_wrapping_a_veil_chat_model_again_is_refused() -> None:
