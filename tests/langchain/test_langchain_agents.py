@@ -441,3 +441,33 @@ def test_wrapping_a_veil_chat_model_again_is_refused() -> None:
     agent = create_agent(model, [], middleware=[VeilMiddleware(veil=veil)])
     with pytest.raises(ConfigError, match="not a VeilChatModel"):
         agent.invoke(ask())
+
+
+@pytest.mark.filterwarnings("ignore:The v3 streaming protocol")
+@pytest.mark.parametrize("mode", MODES)
+def test_the_v3_event_stream_shows_restored_deltas(mode: str) -> None:
+    """LangGraph's content-block protocol (`stream_events(version="v3")`, experimental)."""
+    setup = Setup(mode, chunk_size=2)
+    events = list(setup.agent.stream_events(ask(), thread("t1"), version="v3"))
+    deltas = [
+        event["params"]["data"][0]["delta"]
+        for event in events
+        if event.get("method") == "messages" and event["params"]["data"][0].get("event") == "content-block-delta"
+    ]
+    text = "".join(delta.get("text", "") for delta in deltas)
+    assert ANSWER in text
+    assert not re.search(r"\{\{|EMAIL_|PHONE_", repr(deltas))
+    assert_model_saw_no_value(setup.model)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_astream_events_shows_restored_model_chunks(mode: str) -> None:
+    setup = Setup(mode, chunk_size=2)
+    chunks = [
+        event["data"]["chunk"]
+        async for event in setup.agent.astream_events(ask(), thread("t1"), version="v2")
+        if event["event"] == "on_chat_model_stream"
+    ]
+    assert "".join(chunk.text for chunk in chunks).endswith(ANSWER)
+    assert_stream_restored(chunks)
+    assert_model_saw_no_value(setup.model)
