@@ -471,3 +471,19 @@ async def test_astream_events_shows_restored_model_chunks(mode: str) -> None:
     assert "".join(chunk.text for chunk in chunks).endswith(ANSWER)
     assert_stream_restored(chunks)
     assert_model_saw_no_value(setup.model)
+
+
+def test_messages_an_inner_middleware_adds_are_anonymized_too() -> None:
+    profile = "Profile: jean.roy@exemple.ca, +1 418 555 0199"
+
+    @wrap_model_call  # type: ignore[arg-type]
+    def add_profile(request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]) -> Any:
+        return handler(request.override(messages=[HumanMessage(profile), *request.messages]))
+
+    setup = Setup("restored")
+    agent = create_agent(setup.model, setup.directory.tools(), middleware=[setup.middleware, add_profile],
+                         checkpointer=setup.saver)  # fmt: skip
+    result = agent.invoke(ask(), thread("t1"))
+    assert result["messages"][-1].text == ANSWER
+    assert_model_saw_no_value(setup.model, "jean.roy@exemple.ca", "+1 418 555 0199")
+    assert setup.model.received[0][0].text.startswith("Profile: {{EMAIL_")

@@ -80,6 +80,7 @@ class _ScopedChatModel(VeilChatModel):
     keeps_upstream: ClassVar[bool] = True
     _bound: Session | None = PrivateAttr(default=None)
     _answers: list[AIMessage] = PrivateAttr(default_factory=list)
+    _checked: dict[int, BaseMessage] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def around(cls, model: BaseChatModel, session: Session, middleware: VeilMiddleware) -> _ScopedChatModel:
@@ -108,6 +109,15 @@ class _ScopedChatModel(VeilChatModel):
 
     def _upstream_answer(self, message: AIMessage) -> None:
         self._answers.append(message)
+
+    def vouch_for(self, messages: list[BaseMessage]) -> None:
+        """Messages the middleware has just anonymized: given back unchanged, they are not
+        checked twice. (Held by reference, so their ids cannot be reused by other objects.)"""
+        for message in messages:
+            self._checked[id(message)] = message
+
+    def _anonymizer(self, session: Session) -> Anonymizer:
+        return _VouchedAnonymizer(session, self._checked, allow_binary=self.allow_binary)
 
     @property
     def upstream_answers(self) -> list[AIMessage]:
@@ -148,6 +158,20 @@ class _KnownValues:
         if isinstance(value, list | tuple):
             return [self.json(item) for item in value]
         return value
+
+
+class _VouchedAnonymizer(Anonymizer):
+    """The model's own check: messages the middleware anonymized pass as they are; anything an
+    inner middleware added or changed is anonymized (tokens of the scope kept)."""
+
+    def __init__(self, session: Session, checked: dict[int, BaseMessage], *, allow_binary: bool) -> None:
+        super().__init__(session, allow_binary=allow_binary, keep_tokens=True)
+        self.checked = checked
+
+    def message(self, message: BaseMessage) -> BaseMessage:
+        if self.checked.get(id(message)) is message:
+            return message
+        return super().message(message)
 
 
 class _AgentAnonymizer(Anonymizer):
@@ -311,9 +335,11 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         anonymizer = self._anonymizer(session)
         model = _ScopedChatModel.around(request.model, session, self)
         system = anonymizer.message(request.system_message) if request.system_message is not None else None
+        messages = anonymizer.messages(request.messages)
+        model.vouch_for([*messages, *([system] if system is not None else [])])
         prepared = request.override(
             model=model,
-            messages=cast("list[AnyMessage]", anonymizer.messages(request.messages)),
+            messages=cast("list[AnyMessage]", messages),
             system_message=cast("SystemMessage | None", system),
         )
         return prepared, model
