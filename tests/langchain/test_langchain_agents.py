@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,10 +23,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.prebuilt.tool_node import ToolRuntime
 from langgraph.types import Command
 from pydantic import BaseModel
+from services import POSTGRES_DSN, postgres_schema
 from veil_langchain import BinaryContentRefused
 from veil_langchain.agents import VeilMiddleware
 
 from veil import ConfigError, Engine, Span, TokenNotFound, Veil
+from veil.crypto import LocalKeyFileProvider
 from veil.detect import BUILTIN_RULES, RuleDetector
 from veil.entities import Language
 
@@ -53,8 +56,8 @@ class Setup:
     """One agent: the recording upstream model, the tools' directory, the middleware, the checkpointer."""
 
     def __init__(self, mode: str = "restored", *, customers: dict[str, str] | None = None, chunk_size: int = 3,
-                 middleware: list[Any] | None = None, **options: Any) -> None:  # fmt: skip
-        self.veil = Veil(engine=RULES)
+                 middleware: list[Any] | None = None, veil: Veil | None = None, **options: Any) -> None:  # fmt: skip
+        self.veil = veil if veil is not None else Veil(engine=RULES)
         self.model = RecordingChatModel(respond=agent_policy, chunk_size=chunk_size)
         self.directory = Directory(customers or {EMAIL: PHONE})
         self.middleware = VeilMiddleware(veil=self.veil, state=mode, **options)  # type: ignore[arg-type]
@@ -195,9 +198,29 @@ def test_anonymized_state_needs_a_thread() -> None:
     assert not setup.model.received
 
 
-def test_twenty_concurrent_threads_never_share_a_mapping() -> None:
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def persistent_veil(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Veil]:
+    """The vaults a deployment uses: threads share one vault, each thread its own scope in it."""
+    if request.param == "memory":
+        yield Veil(engine=RULES)
+    elif request.param == "sqlite":
+        veil = Veil.open(tmp_path / "veil", engine=RULES)
+        yield veil
+        veil.close()
+    else:
+        from veil.vault.postgres import PostgresVault
+
+        schemas = postgres_schema()
+        vault = PostgresVault(POSTGRES_DSN, schema=next(schemas), pool_size=8)
+        veil = Veil(engine=RULES, vault=vault, keys=LocalKeyFileProvider(tmp_path / "keys.json"))
+        yield veil
+        veil.close()
+        next(schemas, None)
+
+
+def test_twenty_concurrent_threads_never_share_a_mapping(persistent_veil: Veil) -> None:
     customers = {f"client{n}@exemple{n}.ca": f"+1 514 872 {3400 + n:04d}" for n in range(20)}
-    setup = Setup("anonymized", customers=customers)
+    setup = Setup("anonymized", customers=customers, veil=persistent_veil)
 
     def run(email: str) -> tuple[str, dict[str, Any]]:
         config = thread(email.split("@", maxsplit=1)[0])
