@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from agent_fakes import Directory, agent_policy, first_token
 from langchain.agents import create_agent
-from langchain.agents.middleware import ModelRequest, ModelResponse, wrap_model_call
+from langchain.agents.middleware import HumanInTheLoopMiddleware, ModelRequest, ModelResponse, wrap_model_call
 from langchain.agents.structured_output import ProviderStrategy, ToolStrategy
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
@@ -510,3 +510,19 @@ def test_messages_an_inner_middleware_adds_are_anonymized_too() -> None:
     assert result["messages"][-1].text == ANSWER
     assert_model_saw_no_value(setup.model, "jean.roy@exemple.ca", "+1 418 555 0199")
     assert setup.model.received[0][0].text.startswith("Profile: {{EMAIL_")
+
+
+def test_a_reviewer_approves_tool_calls_with_values_in_the_restored_mode() -> None:
+    """Human-in-the-loop: the reviewer sees the call as the tool will run it, the model never does."""
+    setup = Setup("restored")
+    review = HumanInTheLoopMiddleware(interrupt_on={"send_message": True})
+    agent = create_agent(setup.model, setup.directory.tools(), middleware=[review, setup.middleware],
+                         checkpointer=setup.saver)  # fmt: skip
+    paused = agent.invoke(ask(), thread("t1"), version="v2")
+    (request,) = paused.interrupts
+    assert PHONE in repr(request.value) and "{{" not in repr(request.value)
+    assert setup.directory.sent == []
+    result = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), thread("t1"), version="v2")
+    assert setup.directory.sent == [(PHONE, "Your order has shipped.")]
+    assert result.value["messages"][-1].text == ANSWER
+    assert_model_saw_no_value(setup.model)
