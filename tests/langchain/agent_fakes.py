@@ -34,9 +34,10 @@ def agent_policy(messages: list[BaseMessage]) -> AIMessage:
         phone = first_token(last.text, "PHONE") or "none"
         call = {"name": "send_message", "args": {"phone": phone, "text": "Your order has shipped."}, "id": "call-send"}
         return AIMessage("", tool_calls=[call])
-    lookup = next(m for m in messages if isinstance(m, ToolMessage) and m.name == "lookup_customer")
+    # The phone number is in the customer file, or wherever the history still has it (a summary).
+    seen = " ".join(f"{m.text} {getattr(m, 'tool_calls', '')}" for m in reversed(messages))
     email = first_token(asked, "EMAIL")
-    phone = first_token(lookup.text, "PHONE")
+    phone = first_token(seen, "PHONE")
     return AIMessage(f"Done: {email} was told at {phone} that the order has shipped.")
 
 

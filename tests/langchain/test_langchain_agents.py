@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from agent_fakes import Directory, agent_policy, first_token
 from langchain.agents import create_agent
-from langchain.agents.middleware import HumanInTheLoopMiddleware, ModelRequest, ModelResponse, wrap_model_call
+from langchain.agents.middleware import (
+    HumanInTheLoopMiddleware,
+    ModelRequest,
+    ModelResponse,
+    SummarizationMiddleware,
+    wrap_model_call,
+)
 from langchain.agents.structured_output import ProviderStrategy, ToolStrategy
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
@@ -24,7 +30,7 @@ from langgraph.prebuilt.tool_node import ToolRuntime
 from langgraph.types import Command
 from pydantic import BaseModel
 from services import POSTGRES_DSN, postgres_schema
-from veil_langchain import BinaryContentRefused
+from veil_langchain import BinaryContentRefused, VeilChatModel
 from veil_langchain.agents import VeilMiddleware
 
 from veil import ConfigError, Engine, Span, TokenNotFound, Veil
@@ -526,3 +532,19 @@ def test_a_reviewer_approves_tool_calls_with_values_in_the_restored_mode() -> No
     assert setup.directory.sent == [(PHONE, "Your order has shipped.")]
     assert result.value["messages"][-1].text == ANSWER
     assert_model_saw_no_value(setup.model)
+
+
+def test_a_summarizing_middleware_given_a_veil_chat_model_sends_no_value() -> None:
+    """Middleware that calls a model of its own (summarization) must be handed a VeilChatModel."""
+    setup = Setup("restored")
+    summarizer_upstream = RecordingChatModel()  # echoes: the summary repeats what it was given
+    summarizer = VeilChatModel(model=summarizer_upstream, veil=setup.veil)
+    summarize = SummarizationMiddleware(model=summarizer, trigger=("messages", 4), keep=("messages", 2))
+    agent = create_agent(setup.model, setup.directory.tools(), middleware=[summarize, setup.middleware],
+                         checkpointer=setup.saver)  # fmt: skip
+    agent.invoke(ask(), thread("t1"))
+    agent.invoke({"messages": [HumanMessage(f"And once more for {EMAIL}.")]}, thread("t1"))
+    assert summarizer_upstream.received, "the summarizer never ran"
+    assert_model_saw_no_value(summarizer_upstream)
+    assert_model_saw_no_value(setup.model)
+    assert setup.directory.lookups == [EMAIL, EMAIL]
