@@ -548,3 +548,16 @@ def test_a_summarizing_middleware_given_a_veil_chat_model_sends_no_value() -> No
     assert_model_saw_no_value(summarizer_upstream)
     assert_model_saw_no_value(setup.model)
     assert setup.directory.lookups == [EMAIL, EMAIL]
+
+
+def test_a_tenant_callable_files_each_run_under_its_tenant() -> None:
+    setup = Setup("anonymized", tenant=lambda config: config["configurable"]["tenant"])
+    acme = {"configurable": {"thread_id": "a1", "tenant": "acme"}}
+    result = setup.agent.invoke(ask(), acme)
+    assert setup.middleware.restore(result, acme)["messages"][-1].text == ANSWER
+    assert set(setup.veil.session("thread:a1", tenant="acme").mapping().values()) == {EMAIL, PHONE, SYSTEM_EMAIL}
+    assert setup.veil.session("thread:a1").mapping() == {}  # nothing under the default tenant
+    with pytest.raises(TokenNotFound):  # another tenant cannot restore acme's tokens
+        setup.middleware.restore(result, {"configurable": {"thread_id": "a1", "tenant": "globex"}})
+    with pytest.raises(ConfigError, match="tenant callable"):
+        VeilMiddleware(tenant=lambda config: "").tenant_for({})

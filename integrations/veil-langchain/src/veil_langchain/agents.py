@@ -64,6 +64,7 @@ from veil_langchain.chat_models import VeilChatModel
 
 StateMode = Literal["restored", "anonymized"]
 ScopeOption = str | Callable[[RunnableConfig], str | None] | None
+TenantOption = str | Callable[[RunnableConfig], str] | None
 
 THREAD_PREFIX = "thread"
 
@@ -226,7 +227,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         veil: Veil | None = None,
         scope: ScopeOption = None,
         state: StateMode = "restored",
-        tenant: str | None = None,
+        tenant: TenantOption = None,
         subject: str | None = None,
         lenient: bool = False,
         allow_binary: bool = False,
@@ -235,8 +236,11 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         memory). `scope`: a prefix for the per-thread scope (`"<scope>:<thread_id>"`), or a callable
         given the run's config that returns the scope (None: a mapping per model call). `state`:
         "restored" (the graph state, hence the checkpointer, holds values) or "anonymized" (it holds
-        tokens; `restore()` gives the values back). `lenient`: a token the scope does not know stays
-        as written instead of raising. `allow_binary`: forward image, audio and file blocks unchecked."""
+        tokens; `restore()` gives the values back). `tenant`: the veil tenant (keys and vault rows of
+        its own), or a callable given the run's config that returns it (one agent serving several
+        tenants); None: the Veil's default. `subject`: the data subject the values belong to (for
+        erasure on request). `lenient`: a token the scope does not know stays as written instead of
+        raising. `allow_binary`: forward image, audio and file blocks unchecked."""
         super().__init__()
         if state not in ("restored", "anonymized"):
             raise ConfigError(f"state must be 'restored' or 'anonymized', got {state!r}")
@@ -268,23 +272,32 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             return None
         return f"{self.scope or THREAD_PREFIX}:{thread_id}"
 
-    def erase(self, config: RunnableConfig) -> int:
-        """Erase a thread's mapping (the tokens in its persisted state can no longer be restored)."""
+    def tenant_for(self, config: RunnableConfig | None) -> str | None:
+        """The tenant a run with this config uses (None: the Veil's default)."""
+        if not callable(self.tenant):
+            return self.tenant
+        tenant = self.tenant(config or {})
+        if not isinstance(tenant, str) or not tenant:
+            raise ConfigError("the tenant callable must return a non-empty string")
+        return tenant
+
+    def _thread_session(self, config: RunnableConfig) -> Session:
         scope = self.scope_for(config)
         if scope is None:
             raise ConfigError("this config names no thread: give config={'configurable': {'thread_id': ...}}")
-        return self.veil.erase_scope(scope, tenant=self.tenant)
+        return self.veil.session(scope, tenant=self.tenant_for(config), subject=self.subject)
+
+    def erase(self, config: RunnableConfig) -> int:
+        """Erase a thread's mapping (the tokens in its persisted state can no longer be restored)."""
+        session = self._thread_session(config)
+        return self.veil.erase_scope(session.scope, tenant=session.tenant)
 
     def anonymize_input(self, value: Any, config: RunnableConfig) -> Any:
         """An agent input (`{"messages": [...]}`, a list of messages) anonymized in the thread's
         scope, for the "anonymized" state mode: LangGraph checkpoints a run's input before any
         middleware runs, so an input given as it is stays in the thread's checkpoint history
         (`before_model` replaces it in the current state only)."""
-        scope = self.scope_for(config)
-        if scope is None:
-            raise ConfigError("this config names no thread: give config={'configurable': {'thread_id': ...}}")
-        anonymizer = _AgentAnonymizer(self.veil.session(scope, tenant=self.tenant, subject=self.subject),
-                                      allow_binary=self.allow_binary, keep_tokens=False)  # fmt: skip
+        anonymizer = _AgentAnonymizer(self._thread_session(config), allow_binary=self.allow_binary, keep_tokens=False)
         if isinstance(value, Mapping) and "messages" in value:
             return {**value, "messages": anonymizer.messages(convert_to_messages(value["messages"]))}
         if isinstance(value, list | tuple):
@@ -294,10 +307,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     def restore(self, value: Any, config: RunnableConfig) -> Any:
         """A value of a thread's state (the state, messages, a structured response, text) with its
         tokens replaced by the values: for the "anonymized" state mode."""
-        scope = self.scope_for(config)
-        if scope is None:
-            raise ConfigError("this config names no thread: give config={'configurable': {'thread_id': ...}}")
-        restorer = Restorer(self.veil.session(scope, tenant=self.tenant), lenient=self.lenient)
+        restorer = Restorer(self._thread_session(config), lenient=self.lenient)
         return self._restore_value(restorer, value)
 
     def _restore_value(self, restorer: Restorer, value: Any) -> Any:
@@ -309,7 +319,9 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             return [self._restore_value(restorer, item) for item in value]
         return _map_structured(value, restorer.text)
 
-    def _run_scope(self, config: RunnableConfig | None, hook: str) -> str | None:
+    def _session(self, config: RunnableConfig | None, hook: str) -> AbstractContextManager[Session]:
+        """The thread's session, or one on a fresh scope erased when the block ends (the model
+        shares this session object, so everything the call tokenized is erased with it)."""
         scope = self.scope_for(config)
         if scope is None and self.state == "anonymized":
             raise ConfigError(
@@ -317,12 +329,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                 "thread's scope: run the agent with config={'configurable': {'thread_id': ...}} (and a "
                 "checkpointer), or give scope= a callable"
             )
-        return scope
-
-    def _session(self, scope: str | None) -> AbstractContextManager[Session]:
-        """The thread's session, or one on a fresh scope erased when the block ends (the model
-        shares this session object, so everything the call tokenized is erased with it)."""
-        return run_session(self.veil, scope, tenant=self.tenant, subject=self.subject)
+        return run_session(self.veil, scope, tenant=self.tenant_for(config), subject=self.subject)
 
     def _anonymizer(self, session: Session) -> _AgentAnonymizer:
         # In the anonymized state mode the state's tokens are the scope's; in the restored mode a
@@ -384,7 +391,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        with self._session(self._run_scope(_current_config(), "a model call")) as session:
+        with self._session(_current_config(), "a model call") as session:
             prepared, model = self._prepare(request, session)
             result: ModelResponse[Any] = self._finish(handler(prepared), session, model)
             return result
@@ -394,7 +401,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         request: ModelRequest[Any],
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        with self._session(self._run_scope(_current_config(), "a model call")) as session:
+        with self._session(_current_config(), "a model call") as session:
             prepared, model = self._prepare(request, session)
             result: ModelResponse[Any] = self._finish(await handler(prepared), session, model)
             return result
@@ -404,7 +411,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     def _anonymized_state(self, state: AgentState[Any]) -> dict[str, Any] | None:
         if self.state != "anonymized":
             return None
-        with self._session(self._run_scope(_current_config(), "the graph state")) as session:
+        with self._session(_current_config(), "the graph state") as session:
             anonymizer = self._anonymizer(session)
             changed = []
             for message in state.get("messages", []):
@@ -451,7 +458,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         # restored), and results are anonymized with the rest of the history at the next model call.
         if self.state != "anonymized":
             return handler(request)
-        with self._session(self._run_scope(request.runtime.config, "a tool call")) as session:
+        with self._session(request.runtime.config, "a tool call") as session:
             return self._tool_result(handler(self._tool_request(request, session)), session)
 
     async def awrap_tool_call(
@@ -461,7 +468,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     ) -> ToolMessage | Command[Any]:
         if self.state != "anonymized":
             return await handler(request)
-        with self._session(self._run_scope(request.runtime.config, "a tool call")) as session:
+        with self._session(request.runtime.config, "a tool call") as session:
             return self._tool_result(await handler(self._tool_request(request, session)), session)
 
 
