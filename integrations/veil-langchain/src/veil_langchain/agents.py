@@ -30,10 +30,9 @@ This module needs the `agents` extra (`pip install 'veil-langchain[agents]'`, La
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any, ClassVar, Literal, cast
+from contextlib import AbstractContextManager
+from typing import Any, Literal, cast
 
 try:
     from langchain.agents.middleware import (
@@ -52,164 +51,19 @@ except ImportError as error:  # pragma: no cover - exercised by .ci/standalone w
         "veil_langchain.agents needs LangChain 1.x agents: pip install 'veil-langchain[agents]'"
     ) from error
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage, ToolMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
-from pydantic import BaseModel, PrivateAttr
 
 from veil import ConfigError, Session, Veil
-from veil_langchain._scope import SCOPE_KEY, run_session, scope_from_config
+from veil_langchain._agent_parts import AgentAnonymizer, ScopedChatModel, map_structured
+from veil_langchain._scope import run_session, scope_from_config
 from veil_langchain._values import Anonymizer, Restorer
-from veil_langchain.chat_models import VeilChatModel
 
 StateMode = Literal["restored", "anonymized"]
 ScopeOption = str | Callable[[RunnableConfig], str | None] | None
 TenantOption = str | Callable[[RunnableConfig], str] | None
 
 THREAD_PREFIX = "thread"
-
-
-# -- the model, bound to one call's session ------------------------------------------------------
-
-
-class _ScopedChatModel(VeilChatModel):
-    """The agent's model inside one model call: a `VeilChatModel` on the call's session (so the
-    middleware and the model share one mapping), exposing the wrapped model's name and profile
-    (the agent picks a structured-output strategy from them), keeping the upstream answer."""
-
-    model_name: str | None = None
-    keeps_upstream: ClassVar[bool] = True
-    _bound: Session | None = PrivateAttr(default=None)
-    _answers: list[AIMessage] = PrivateAttr(default_factory=list)
-    _checked: dict[int, BaseMessage] = PrivateAttr(default_factory=dict)
-
-    @classmethod
-    def around(cls, model: BaseChatModel, session: Session, middleware: VeilMiddleware) -> _ScopedChatModel:
-        if isinstance(model, VeilChatModel):
-            raise ConfigError(
-                "VeilMiddleware wraps the agent's model itself: give create_agent the provider's model, "
-                "not a VeilChatModel"
-            )
-        if not isinstance(model, BaseChatModel):
-            raise ConfigError(
-                f"VeilMiddleware needs a BaseChatModel, got {type(model).__name__} (a configurable model "
-                "from init_chat_model cannot be wrapped: give create_agent a concrete chat model)"
-            )
-        name = getattr(model, "model_name", None) or getattr(model, "model", None)
-        wrapped = cls(
-            model=model, veil=middleware.veil, scope=session.scope, tenant=session.tenant, lenient=middleware.lenient,
-            allow_binary=middleware.allow_binary, keep_tokens=True, profile=model.profile,
-            model_name=name if isinstance(name, str) else None,
-        )  # fmt: skip
-        wrapped._bound = session
-        return wrapped
-
-    def _session(self, kwargs: dict[str, Any]) -> Any:
-        kwargs.pop(SCOPE_KEY, None)
-        return nullcontext(self._bound)
-
-    def _upstream_answer(self, message: AIMessage) -> None:
-        self._answers.append(message)
-
-    def vouch_for(self, messages: list[BaseMessage]) -> None:
-        """Messages the middleware has just anonymized: given back unchanged, they are not
-        checked twice. (Held by reference, so their ids cannot be reused by other objects.)"""
-        for message in messages:
-            self._checked[id(message)] = message
-
-    def _anonymizer(self, session: Session) -> Anonymizer:
-        return _VouchedAnonymizer(session, self._checked, allow_binary=self.allow_binary)
-
-    @property
-    def upstream_answers(self) -> list[AIMessage]:
-        return self._answers
-
-
-# -- values already in the scope ---------------------------------------------------------------
-
-
-class _KnownValues:
-    """The scope's known values, replaced by their tokens wherever they appear as whole words.
-
-    Detection is contextual (a name, a date of birth): a value the model received as a token and
-    wrote back may sit, once restored, where the detectors no longer find it. Text that has been
-    through a restore is therefore also checked against the values the scope already holds."""
-
-    def __init__(self, session: Session) -> None:
-        by_value: dict[str, str] = {}
-        for token, value in session.mapping().items():
-            if value.strip():
-                by_value.setdefault(value, token)
-        self._tokens = by_value
-        values = sorted(by_value, key=len, reverse=True)
-        self._pattern = (
-            re.compile(r"(?<!\w)(?:" + "|".join(re.escape(value) for value in values) + r")(?!\w)") if values else None
-        )
-
-    def text(self, text: str) -> str:
-        if self._pattern is None or not text:
-            return text
-        return self._pattern.sub(lambda match: self._tokens[match.group(0)], text)
-
-    def json(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, Mapping):
-            return {key: self.json(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.json(item) for item in value]
-        return value
-
-
-class _VouchedAnonymizer(Anonymizer):
-    """The model's own check: messages the middleware anonymized pass as they are; anything an
-    inner middleware added or changed is anonymized (tokens of the scope kept)."""
-
-    def __init__(self, session: Session, checked: dict[int, BaseMessage], *, allow_binary: bool) -> None:
-        super().__init__(session, allow_binary=allow_binary, keep_tokens=True)
-        self.checked = checked
-
-    def message(self, message: BaseMessage) -> BaseMessage:
-        if self.checked.get(id(message)) is message:
-            return message
-        return super().message(message)
-
-
-class _AgentAnonymizer(Anonymizer):
-    """Detection, then the scope's known values (see `_KnownValues`)."""
-
-    def __init__(self, session: Session, *, allow_binary: bool, keep_tokens: bool) -> None:
-        super().__init__(session, allow_binary=allow_binary, keep_tokens=keep_tokens)
-        self.known = _KnownValues(session)
-
-    def text(self, text: str) -> str:
-        return self.known.text(super().text(text))
-
-    def json(self, value: Any, skip_keys: frozenset[str] = frozenset()) -> Any:
-        return self.known.json(super().json(value, skip_keys))
-
-    def _arguments(self, text: str) -> str:
-        return self.known.text(super()._arguments(text))
-
-
-def _map_structured(value: Any, strings: Callable[[Any], Any]) -> Any:
-    """A structured response (pydantic model, dataclass, dict, list, text) with every string leaf
-    passed through `strings`, its types kept (pydantic models are rebuilt without validation: a
-    field typed as an e-mail address must be able to hold a token)."""
-    if isinstance(value, BaseModel):
-        fields = {name: _map_structured(getattr(value, name), strings) for name in type(value).model_fields}
-        return type(value).model_construct(**fields)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {field.name: _map_structured(getattr(value, field.name), strings)
-                   for field in dataclasses.fields(value) if field.init}  # fmt: skip
-        return dataclasses.replace(value, **changes)
-    if isinstance(value, Mapping):
-        return {key: _map_structured(item, strings) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_map_structured(item, strings) for item in value]
-    if isinstance(value, str):
-        return strings(value)
-    return value
 
 
 # -- the middleware ----------------------------------------------------------------------------
@@ -297,7 +151,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         scope, for the "anonymized" state mode: LangGraph checkpoints a run's input before any
         middleware runs, so an input given as it is stays in the thread's checkpoint history
         (`before_model` replaces it in the current state only)."""
-        anonymizer = _AgentAnonymizer(self._thread_session(config), allow_binary=self.allow_binary, keep_tokens=False)
+        anonymizer = AgentAnonymizer(self._thread_session(config), allow_binary=self.allow_binary, keep_tokens=False)
         if isinstance(value, Mapping) and "messages" in value:
             return {**value, "messages": anonymizer.messages(convert_to_messages(value["messages"]))}
         if isinstance(value, list | tuple):
@@ -317,7 +171,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             return {key: self._restore_value(restorer, item) for key, item in value.items()}
         if isinstance(value, list | tuple):
             return [self._restore_value(restorer, item) for item in value]
-        return _map_structured(value, restorer.text)
+        return map_structured(value, restorer.text)
 
     def _session(self, config: RunnableConfig | None, hook: str) -> AbstractContextManager[Session]:
         """The thread's session, or one on a fresh scope erased when the block ends (the model
@@ -331,16 +185,16 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             )
         return run_session(self.veil, scope, tenant=self.tenant_for(config), subject=self.subject)
 
-    def _anonymizer(self, session: Session) -> _AgentAnonymizer:
+    def _anonymizer(self, session: Session) -> AgentAnonymizer:
         # In the anonymized state mode the state's tokens are the scope's; in the restored mode a
         # token-shaped string in the state was typed by someone and is a literal.
-        return _AgentAnonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.state == "anonymized")
+        return AgentAnonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.state == "anonymized")
 
     # -- model calls ---------------------------------------------------------------------------
 
-    def _prepare(self, request: ModelRequest[Any], session: Session) -> tuple[ModelRequest[Any], _ScopedChatModel]:
+    def _prepare(self, request: ModelRequest[Any], session: Session) -> tuple[ModelRequest[Any], ScopedChatModel]:
         anonymizer = self._anonymizer(session)
-        model = _ScopedChatModel.around(request.model, session, self)
+        model = ScopedChatModel.around(request.model, session, lenient=self.lenient, allow_binary=self.allow_binary)
         system = anonymizer.message(request.system_message) if request.system_message is not None else None
         messages = anonymizer.messages(request.messages)
         model.vouch_for([*messages, *([system] if system is not None else [])])
@@ -351,7 +205,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         )
         return prepared, model
 
-    def _finish(self, result: Any, session: Session, model: _ScopedChatModel) -> Any:
+    def _finish(self, result: Any, session: Session, model: ScopedChatModel) -> Any:
         if isinstance(result, ExtendedModelResponse):
             return dataclasses.replace(result, model_response=self._finish(result.model_response, session, model))
         if isinstance(result, AIMessage):
@@ -365,13 +219,13 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             # chose): what it returns was made from tokens, so it is restored here.
             restorer = Restorer(session, lenient=self.lenient)
             messages = [restorer.message(message) for message in messages]
-            structured = _map_structured(structured, restorer.text)
+            structured = map_structured(structured, restorer.text)
         if self.state == "anonymized":
             messages, structured = self._anonymized_result(messages, structured, session, model)
         return ModelResponse(result=messages, structured_response=structured)
 
     def _anonymized_result(
-        self, messages: list[BaseMessage], structured: Any, session: Session, model: _ScopedChatModel
+        self, messages: list[BaseMessage], structured: Any, session: Session, model: ScopedChatModel
     ) -> tuple[list[BaseMessage], Any]:
         """The state keeps the model's own answer (tokens as it wrote them), under the id of the
         restored message the stream showed; anything else the agent derived from the restored
@@ -384,7 +238,7 @@ class VeilMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
                 out.append(upstream.model_copy(update={"id": message.id, "name": message.name}))
             else:
                 out.append(anonymizer.message(message))
-        return out, _map_structured(structured, anonymizer.text)
+        return out, map_structured(structured, anonymizer.text)
 
     def wrap_model_call(
         self,
