@@ -561,3 +561,11 @@ def test_a_tenant_callable_files_each_run_under_its_tenant() -> None:
         setup.middleware.restore(result, {"configurable": {"thread_id": "a1", "tenant": "globex"}})
     with pytest.raises(ConfigError, match="tenant callable"):
         VeilMiddleware(tenant=lambda config: "").tenant_for({})
+
+
+def test_a_configurable_model_is_refused_before_any_call() -> None:
+    from langchain.chat_models import init_chat_model
+
+    agent = create_agent(init_chat_model(configurable_fields="any"), [], middleware=[VeilMiddleware()])
+    with pytest.raises(ConfigError, match="concrete chat model"):
+        agent.invoke(ask())
