@@ -569,3 +569,22 @@ def test_a_configurable_model_is_refused_before_any_call() -> None:
     agent = create_agent(init_chat_model(configurable_fields="any"), [], middleware=[VeilMiddleware()])
     with pytest.raises(ConfigError, match="concrete chat model"):
         agent.invoke(ask())
+
+
+def test_surrogate_style_gives_the_model_realistic_fakes_and_the_tools_values() -> None:
+    def policy(messages: list[BaseMessage]) -> AIMessage:
+        last = messages[-1]
+        if isinstance(last, HumanMessage):
+            email = re.search(r"\S+@\S+", last.text).group(0)  # type: ignore[union-attr]
+            return AIMessage("", tool_calls=[{"name": "lookup_customer", "args": {"email": email}, "id": "c1"}])
+        return AIMessage(f"Done: {last.text}")
+
+    veil = Veil(engine=RULES, style="surrogate")
+    setup = Setup("restored", veil=veil)
+    model = RecordingChatModel(respond=policy)
+    agent = create_agent(model, setup.directory.tools(), middleware=[setup.middleware], checkpointer=setup.saver)
+    result = agent.invoke({"messages": [HumanMessage(f"Please tell {EMAIL} hi")]}, thread("t1"))
+    assert setup.directory.lookups == [EMAIL]
+    assert result["messages"][-1].text == f"Done: Customer {EMAIL}, phone {PHONE}, plan Gold"
+    assert "{{" not in model.seen_text() and "@" in model.received[0][-1].text
+    assert_model_saw_no_value(model)
