@@ -30,6 +30,8 @@ class RecordingChatModel(BaseChatModel):
     model_name: str = "recording-fake-1"
     script: list[AIMessage] = Field(default_factory=list)
     """Answers given in order; when it runs out, the model echoes."""
+    respond: Callable[[list[BaseMessage]], AIMessage] | None = None
+    """Answers computed from the messages (an agent's policy), when there is no script left."""
     chunk_size: int = 3
     stream_blocks: bool = False
     """Stream text as content blocks with an index (Anthropic's way) instead of plain strings."""
@@ -57,6 +59,8 @@ class RecordingChatModel(BaseChatModel):
             scripted = self.script.pop(0) if self.script else None
         if scripted is not None:
             answer = scripted
+        elif self.respond is not None:
+            answer = self.respond(list(messages))
         else:
             last = next((m for m in reversed(messages) if isinstance(m, HumanMessage | ToolMessage)), messages[-1])
             answer = AIMessage(content=f"You said: {last.text}")

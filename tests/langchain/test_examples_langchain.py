@@ -47,3 +47,17 @@ def test_agent_example_gives_the_tool_values_and_the_model_tokens() -> None:
     assert lines(output, "to the user:") == [
         "to the user:    Their file says: phone +1 514 872 3456, SIN 130 692 544, plan Gold."
     ]
+
+
+def test_create_agent_example_gives_tools_values_the_model_tokens_and_the_user_values() -> None:
+    output = run("langchain_create_agent.py")
+    assert lines(output, "tool lookup_customer got:") == [f"tool lookup_customer got: {EMAIL}"]
+    assert lines(output, "tool send_message got:") == ["tool send_message got:    +1 514 872 3456"]
+    model_lines = lines(output, "to the model:")
+    assert len(model_lines) == 3
+    for line in model_lines:
+        assert not any(value in line for value in VALUES), line
+    assert "{{EMAIL_1}}" in model_lines[0] and "{{PHONE_1}}" in model_lines[1]
+    answer = f"Done: I texted +1 514 872 3456 for {EMAIL}."
+    assert lines(output, "streamed to the user:") == [f"streamed to the user:     {answer}"]
+    assert lines(output, "in the thread's state:") == [f"in the thread's state:    {answer}"]

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableBinding
 from langchain_core.tools import tool
@@ -310,3 +311,30 @@ def test_structured_output_streams_restored_partial_objects() -> None:
     parts = list(llm.with_structured_output(Contact).stream(f"Client, {EMAIL}"))
     assert parts[-1] == Contact(name="Client", email=EMAIL)
     assert EMAIL not in upstream.seen_text()
+
+
+class NonStreamingModel(RecordingChatModel):
+    """A provider model with no streaming: LangChain's `stream()` yields its whole `AIMessage`."""
+
+    _stream = BaseChatModel._stream  # type: ignore[assignment]
+    _astream = BaseChatModel._astream  # type: ignore[assignment]
+
+
+def test_a_model_that_cannot_stream_is_streamed_as_one_restored_message() -> None:
+    call = {"name": "customer_file", "args": {"email": "{{EMAIL_1}}"}, "id": "call-1"}
+    upstream = NonStreamingModel(script=[AIMessage("Writing to {{EMAIL_1}}", tool_calls=[call])])
+    llm = VeilChatModel(model=upstream, veil=Veil(engine=RULES))
+    chunks = list(llm.stream(f"Write to {EMAIL}"))
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole += chunk
+    assert whole.text == f"Writing to {EMAIL}"
+    assert whole.tool_calls[0]["args"] == {"email": EMAIL}
+    assert EMAIL not in upstream.seen_text()
+
+
+async def test_a_model_that_cannot_stream_is_streamed_async_too() -> None:
+    upstream = NonStreamingModel(script=[AIMessage("Writing to {{EMAIL_1}}")])
+    llm = VeilChatModel(model=upstream, veil=Veil(engine=RULES))
+    text = "".join([chunk.text async for chunk in llm.astream(f"Write to {EMAIL}")])
+    assert text == f"Writing to {EMAIL}"

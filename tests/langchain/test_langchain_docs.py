@@ -29,6 +29,8 @@ def test_every_python_block_of_the_langchain_page_runs_in_order() -> None:
     assert "130 692 544" in namespace["summary"]
     assert all(EMAIL not in d.page_content for d in namespace["for_the_model"])
     assert any(EMAIL in d.page_content for d in namespace["for_an_admin"])
+    assert EMAIL in namespace["reply"]["messages"][-1].text
+    assert EMAIL not in repr(namespace["stored"]) and EMAIL in namespace["shown"]["messages"][-1].text
     for provider in providers:
         assert EMAIL not in provider.seen_text() and "130 692 544" not in provider.seen_text()
     assert not any(EMAIL in text.lower() for text in embedder.received)

@@ -25,3 +25,19 @@ def test_importing_the_adapter_loads_no_other_framework_or_adapter() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_importing_the_adapter_does_not_import_langchain_agents() -> None:
+    """`langchain` (the agents package) is the `agents` extra: langchain-core users never load it."""
+    code = "import sys, veil_langchain; print('langchain' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_the_agents_module_without_langchain_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['langchain'] = None\n"
+        "try:\n    import veil_langchain.agents\nexcept ImportError as error:\n    print(error)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'veil-langchain[agents]'" in result.stdout

@@ -19,13 +19,17 @@ keep one mapping for a conversation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import add_ai_message_chunks
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.messages.utils import message_chunk_to_message
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
@@ -66,9 +70,16 @@ class VeilChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
+    keeps_upstream: ClassVar[bool] = False
+    """Subclasses that set this get `_upstream_answer` called with each answer exactly as the
+    wrapped model gave it (tokens, not values): the agent middleware keeps those in the graph state."""
+
     @property
     def _llm_type(self) -> str:
         return "veil"
+
+    def _upstream_answer(self, message: AIMessage) -> None:
+        """The wrapped model's answer before restore (only called when `keeps_upstream`)."""
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -141,6 +152,19 @@ class VeilChatModel(BaseChatModel):
     def _anonymizer(self, session: Session) -> Anonymizer:
         return Anonymizer(session, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens)
 
+    def _keep_upstream(self, result: Any) -> None:
+        if self.keeps_upstream:
+            message = result.generations[0][0].message
+            if isinstance(message, AIMessage):
+                self._upstream_answer(message)
+
+    def _keep_upstream_chunks(self, received: list[AIMessageChunk]) -> None:
+        if self.keeps_upstream and received:
+            whole = add_ai_message_chunks(received[0], *received[1:]) if len(received) > 1 else received[0]
+            message = message_chunk_to_message(whole)
+            if isinstance(message, AIMessage):
+                self._upstream_answer(message)
+
     def _restored_result(self, restorer: Restorer, result: Any) -> ChatResult:
         generations = []
         for generation in result.generations[0]:
@@ -160,6 +184,7 @@ class VeilChatModel(BaseChatModel):
         with self._session(kwargs) as session:
             sent = self._anonymizer(session).messages(messages)
             result = self.model.generate([sent], callbacks=[], tags=UPSTREAM_TAGS, **self._call_options(stop, kwargs))
+            self._keep_upstream(result)
             return self._restored_result(Restorer(session, lenient=self.lenient), result)
 
     async def _agenerate(
@@ -175,6 +200,7 @@ class VeilChatModel(BaseChatModel):
             sent = self._anonymizer(session).messages(messages)
             options = self._call_options(stop, kwargs)
             result = await self.model.agenerate([sent], callbacks=[], tags=UPSTREAM_TAGS, **options)
+            self._keep_upstream(result)
             return self._restored_result(Restorer(session, lenient=self.lenient), result)
 
     def _stream(
@@ -189,10 +215,15 @@ class VeilChatModel(BaseChatModel):
             sent = self._anonymizer(session).messages(messages)
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
             ended = False
-            for upstream in self.model.stream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+            received: list[AIMessageChunk] = []
+            for streamed in self.model.stream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+                upstream = _as_chunk(streamed)
+                if self.keeps_upstream:
+                    received.append(upstream)
                 chunk = restorer.feed(upstream)
                 ended = chunk.chunk_position == "last"
                 yield ChatGenerationChunk(message=chunk)
+            self._keep_upstream_chunks(received)
             if not ended:
                 yield ChatGenerationChunk(message=_last(restorer.flush()))
 
@@ -207,10 +238,15 @@ class VeilChatModel(BaseChatModel):
             sent = self._anonymizer(session).messages(messages)
             restorer = MessageStreamRestorer(session, lenient=self.lenient)
             ended = False
-            async for upstream in self.model.astream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+            received: list[AIMessageChunk] = []
+            async for streamed in self.model.astream(sent, UPSTREAM_CONFIG, **self._call_options(stop, kwargs)):
+                upstream = _as_chunk(streamed)
+                if self.keeps_upstream:
+                    received.append(upstream)
                 chunk = restorer.feed(upstream)
                 ended = chunk.chunk_position == "last"
                 yield ChatGenerationChunk(message=chunk)
+            self._keep_upstream_chunks(received)
             if not ended:
                 yield ChatGenerationChunk(message=_last(restorer.flush()))
 
@@ -246,6 +282,24 @@ class VeilChatModel(BaseChatModel):
             runnable=inner, veil=self.veil, scope=self.scope, tenant=self.tenant, subject=self.subject,
             lenient=self.lenient, allow_binary=self.allow_binary, keep_tokens=self.keep_tokens,
         )  # fmt: skip
+
+
+def _as_chunk(message: BaseMessage) -> AIMessageChunk:
+    """A streamed message as a chunk: a model that cannot stream yields its whole answer, an
+    `AIMessage`, from `stream()`; it is the one and last chunk of its stream."""
+    if isinstance(message, AIMessageChunk):
+        return message
+    if not isinstance(message, AIMessage):
+        raise TypeError(f"the wrapped model streamed a {type(message).__name__}, not an AI message")
+    calls = []
+    for index, call in enumerate(message.tool_calls):
+        args = json.dumps(call["args"], ensure_ascii=False)
+        calls.append(tool_call_chunk(name=call["name"], args=args, id=call["id"], index=index))
+    return AIMessageChunk(
+        content=message.content, additional_kwargs=message.additional_kwargs, tool_call_chunks=calls,
+        response_metadata=message.response_metadata, usage_metadata=message.usage_metadata, id=message.id,
+        name=message.name, chunk_position="last",
+    )  # fmt: skip
 
 
 def _last(chunk: AIMessageChunk) -> AIMessageChunk:
