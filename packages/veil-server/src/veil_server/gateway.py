@@ -30,9 +30,13 @@ from veil.session import Session, Veil
 from veil_server.auth import Authenticator, OpenAuthenticator, StaticKeyAuthenticator
 from veil_server.errors import ApiError, from_veil_error
 from veil_server.events import EventSink, NullEventSink
+from veil_server.limits import Limiter, MemoryLimiter, RedisLimiter
+from veil_server.meter import Meter
 from veil_server.metrics import Metrics
 from veil_server.settings import ModelSettings, Settings, valid_scope_name
+from veil_server.state import StateDB
 from veil_server.upstream import Provider
+from veil_server.usage import UsageStore
 
 T = TypeVar("T")
 
@@ -68,6 +72,14 @@ def _key_provider(settings: Settings) -> Any:
     return LocalKeyFileProvider(directory / "keys.json")
 
 
+def build_limiter(settings: Settings, usage: UsageStore) -> Limiter:
+    """Redis when `server.redis_url` is set (every replica shares the counters), else in-process,
+    with budgets picking up this month's spend from the usage table after a restart."""
+    if settings.server.redis_url:
+        return RedisLimiter(settings.server.redis_url, prefix=settings.server.redis_prefix)
+    return MemoryLimiter(seed=usage.month_spend)
+
+
 class Gateway:
     def __init__(
         self,
@@ -94,13 +106,29 @@ class Gateway:
             for name, provider in settings.providers.items()
         }
         self.metrics = Metrics()
-        self.events: EventSink = NullEventSink()
+        self._events: EventSink = NullEventSink()
         self.instance = uuid.uuid4().hex[:8]
+        self.state = StateDB.for_url(settings.server.state_url)
+        self.usage = UsageStore(self.state)
+        self.limiter = build_limiter(settings, self.usage)
+        self.meter = Meter(settings, self.limiter, self.usage, self._events, self.metrics)
+
+    @property
+    def events(self) -> EventSink:
+        return self._events
+
+    @events.setter
+    def events(self, sink: EventSink) -> None:
+        """Replace the event sink (the webhook dispatcher): the meter emits through it too."""
+        self._events = sink
+        self.meter.events = sink
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.limiter.aclose()
         self.veil.close()
+        self.state.close()
 
     def warm(self) -> None:
         """Load every NER model now (each language), so that no request waits for one."""

@@ -135,6 +135,8 @@ class ServerSettings(_Strict):
     $VEIL_HOME/server.db, else .veil/server.db) or postgresql://… shared by every replica."""
     redis_url: str | None = None
     """redis://… shared by every replica for rate limits and budgets (None: in-process limits, one replica)."""
+    redis_prefix: str = Field(default="veil:limits", min_length=1, max_length=100)
+    """The prefix of the limit counters' Redis keys (several gateways may share one Redis)."""
 
 
 class VaultSettings(_Strict):
@@ -160,6 +162,9 @@ class ProviderSettings(_Strict):
     location: str | None = None
     """Where the provider's servers are (shown in /v1/models): data residency matters for PII."""
     headers: dict[str, str] = Field(default_factory=dict)
+    stream_usage: bool = True
+    """Ask for usage in streams (`stream_options.include_usage`), so that budgets and usage count streamed
+    tokens; turn off for an upstream that rejects `stream_options` (its streams are then estimated)."""
 
     @model_validator(mode="after")
     def _needs_url(self) -> ProviderSettings:
@@ -248,7 +253,20 @@ class Settings(BaseSettings):
             raise ValueError("vault.url = 'memory' cannot be shared by several workers: use a directory or a server")
         if not _SCOPE_NAME.fullmatch(self.server.embeddings_scope):
             raise ValueError("server.embeddings_scope: letters, digits and . _ : @ / - only")
+        self._budgets_are_priced()
         return self
+
+    def _budgets_are_priced(self) -> None:
+        """A budget counts the prices of models: a paid model with no `price` would be free for it."""
+        if not any(key.limits.monthly_budget is not None for key in self.server.keys):
+            return
+        for name, model in self.models.items():
+            if model.provider != ECHO_PROVIDER and "price" not in model.model_fields_set:
+                raise ValueError(
+                    f"models.{name}.price: a key has a monthly_budget, but this model has no price; give it one "
+                    f"(US dollars per million tokens: price = {{input = 0.15, output = 0.6}}), or "
+                    f"price = {{input = 0, output = 0}} if it is free"
+                )
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
