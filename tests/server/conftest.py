@@ -77,6 +77,12 @@ def gateway_settings(upstream_url: str, **changes: Any) -> Settings:
     return Settings(**data)
 
 
+@pytest.fixture(autouse=True)
+def _veil_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps built with default settings keep their state (server.db, keys) in a temporary VEIL_HOME."""
+    monkeypatch.setenv("VEIL_HOME", str(tmp_path_factory.mktemp("veil-home")))
+
+
 @pytest.fixture(scope="session")
 def upstream_server() -> Iterator[tuple[RecordingUpstream, str]]:
     upstream = RecordingUpstream()

@@ -253,7 +253,7 @@ class MemoryLimiter:
 # KEYS: the minute log (sorted set), the day counter (hash: day, count), the spend (hash: month, nano).
 # ARGV: per_minute, per_day (0: none), budget in nano-dollars (-1: none), a unique member for the log.
 # Returns {admitted, refusal, limit, remaining, reset_ms} (limit 0: no request limit).
-_CIVIL = """
+MONTH_OF_LUA = """
 local function month_of(seconds)
   -- days since 1970-01-01 to a civil (proleptic Gregorian) year and month: H. Hinnant's algorithm
   local z = math.floor(seconds / 86400) + 719468
@@ -267,10 +267,17 @@ local function month_of(seconds)
   if m <= 2 then y = y + 1 end
   return y * 100 + m
 end
+"""
+
+# Every script reads the time from Redis: one clock for all replicas.
+_CIVIL = (
+    MONTH_OF_LUA
+    + """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local month = month_of(tonumber(t[1]))
 """
+)
 
 _ADMIT = (
     _CIVIL
@@ -354,16 +361,22 @@ return 0
 class RedisLimiter:
     """Limits shared by every replica through Redis (see the module docstring)."""
 
-    def __init__(self, url: str, *, prefix: str = "veil:limits", timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "veil:limits", timeout: float = 2.0, max_connections: int = 32
+    ) -> None:
         try:
             import redis.asyncio  # noqa: PLC0415
         except ImportError as exc:
             raise ValueError("server.redis_url needs the redis client: pip install 'veil[redis]'") from exc
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
         self.prefix = prefix
-        self._client: Any = redis.asyncio.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=30
-        )
+        # A blocking pool: a burst of requests waits for a connection (up to `timeout`) instead of failing.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout, socket_connect_timeout=timeout,
+            socket_timeout=timeout, health_check_interval=30,
+        )  # fmt: skip
+        self._pool: Any = pool
+        self._client: Any = redis.asyncio.Redis(connection_pool=pool)
         self._admit = self._client.register_script(_ADMIT)
         self._charge = self._client.register_script(_CHARGE)
         self._spent = self._client.register_script(_SPENT)
@@ -401,3 +414,4 @@ class RedisLimiter:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._pool.disconnect()
