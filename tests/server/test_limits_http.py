@@ -50,9 +50,9 @@ def test_limited_keys_get_openai_rate_limit_headers_then_a_429(metered: tuple[st
     assert (error["code"], error["type"], error["param"]) == ("rate_limit_exceeded", "requests", None)
     assert error["message"].startswith("Rate limit reached for requests per minute (RPM): Limit 2")
     assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
-    with openai.OpenAI(base_url=f"{url}/v1", api_key="sk-limited", max_retries=0) as sdk:
-        with pytest.raises(openai.RateLimitError) as raised:
-            sdk.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-limited", max_retries=0)
+    with sdk, pytest.raises(openai.RateLimitError) as raised:
+        sdk.chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert raised.value.code == "rate_limit_exceeded"
     (event,) = events.named("quota.exceeded")  # one per key and window, not one per refusal
     assert event.data == {"key_id": "sk-limited", "limit": "requests_per_minute", "limit_value": 2,
