@@ -26,33 +26,19 @@ TEAM_KEY, FINANCE_KEY = "sk-veil-team-example", "sk-veil-finance-example"
 
 
 def start_gateway(state_dir: str) -> tuple[str, uvicorn.Server, threading.Thread]:
-    settings = Settings(
-        server={
-            "state_url": f"{state_dir}/server.db",  # usage rows (SQLite here; PostgreSQL for replicas)
-            "keys": [
-                {
-                    "name": "team",
-                    "key_sha256": hashlib.sha256(TEAM_KEY.encode()).hexdigest(),
-                    "scopes": ["chat"],
-                    "limits": {"requests_per_minute": 3, "monthly_budget": 25.0},
-                },
-                {
-                    "name": "finance",
-                    "key_sha256": hashlib.sha256(FINANCE_KEY.encode()).hexdigest(),
-                    "scopes": ["usage"],
-                },
-            ],
-        },  # fmt: skip
-        vault={"url": "memory"},
-        policy={"ner": "off"},
-    )
+    team = {"name": "team", "key_sha256": hashlib.sha256(TEAM_KEY.encode()).hexdigest(), "scopes": ["chat"],
+            "limits": {"requests_per_minute": 3, "monthly_budget": 25.0}}  # fmt: skip
+    finance = {"name": "finance", "key_sha256": hashlib.sha256(FINANCE_KEY.encode()).hexdigest(), "scopes": ["usage"]}
+    # Usage rows go to state_url (SQLite here; PostgreSQL for replicas).
+    server = {"state_url": f"{state_dir}/server.db", "keys": [team, finance]}
+    settings = Settings(server=server, vault={"url": "memory"}, policy={"ner": "off"})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    gateway = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=gateway.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    return f"http://127.0.0.1:{sock.getsockname()[1]}/v1", server, thread
+    return f"http://127.0.0.1:{sock.getsockname()[1]}/v1", gateway, thread
 
 
 def main() -> None:
