@@ -126,6 +126,7 @@ class Gateway:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.meter.aclose()
         await self.limiter.aclose()
         self.veil.close()
         self.state.close()

@@ -7,10 +7,15 @@
 
 `admit` asks the limiter (429 `rate_limit_exceeded` / `budget_exceeded` with `Retry-After`,
 `quota.exceeded` event) and refuses with 503 while usage cannot be recorded. `done` prices the
-request's tokens with the model's `price`, charges the key's month, writes the usage row (once:
-by request id) and emits `completion.done`. Every answer carries `x-request-id` and, for keys
-with request limits, OpenAI's `x-ratelimit-{limit,remaining,reset}-requests` headers (set by the
-guard middleware from `scope["veil.headers"]`).
+request's tokens with the model's `price`, queues the usage row and the budget charge, and emits
+`completion.done`. A writer task stores the queue every FLUSH_SECONDS in one transaction (rows
+are unique by request id), off the requests' path; if the state database fails, the rows stay
+queued, new requests are refused (503 `state_unavailable`) until a write succeeds, and nothing
+is lost short of the process dying. `GET /v1/usage` and shutdown flush the queue first.
+
+Every answer carries `x-request-id` and, for keys with request limits, OpenAI's
+`x-ratelimit-{limit,remaining,reset}-requests` headers (set by the guard middleware from
+`scope["veil.headers"]`).
 
 Streams: the upstream is asked for usage (`stream_options.include_usage`, unless the provider
 says `stream_usage = false`); the client sees the usage chunk only if it asked for it. A stream
@@ -20,8 +25,8 @@ estimate (4 characters a token: the request's size, and the text streamed so far
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -41,6 +46,8 @@ from veil_server.usage import Outcome, UsageRecord, UsageStore
 log = logging.getLogger("veil_server")
 
 HEADERS_SCOPE_KEY = "veil.headers"
+FLUSH_SECONDS = 0.05
+"""Usage rows wait at most this long (plus the write) before they are stored, in one transaction."""
 _CHARS_PER_TOKEN = 4
 
 
@@ -64,9 +71,14 @@ class Meter:
         self.store = store
         self.events = events
         self.metrics = metrics
-        self._pending: list[UsageRecord] = []
-        self._pending_lock = threading.Lock()
         self._announced: dict[tuple[str, str], float] = {}
+        # Usage rows and budget charges wait here until the writer stores them (in batches).
+        self._rows: list[UsageRecord] = []
+        self._charges: dict[str, int] = {}
+        self._healthy = True
+        self._writer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._flushing: asyncio.Lock | None = None
 
     # -- before ------------------------------------------------------------------------------
 
@@ -80,8 +92,8 @@ class Meter:
         body: dict[str, Any] | None = None,
     ) -> Ticket:
         """Admit the request or raise ApiError (429 over a limit, 503 when limits or usage cannot be kept)."""
-        if self._pending:
-            await self._flush_pending()
+        if not self._healthy:
+            await self.flush()  # the state database failed last time: store what waits, or refuse
         bucket = bucket_of(caller.tenant, caller.key_id)
         limits = caller.limits
         decision = Decision(True)
@@ -132,29 +144,23 @@ class Meter:
     # -- after -------------------------------------------------------------------------------
 
     async def record(self, ticket: Ticket, prompt: int, completion: int, outcome: Outcome) -> None:
+        """Charge the key's budget (at once: the key's next request must see it), queue the usage row
+        (stored within FLUSH_SECONDS), emit completion.done."""
         model = ticket.model_settings
         price = model.price if model is not None else None
         cost = cost_nano(prompt, completion, price.input, price.output) if price is not None else 0
-        record = UsageRecord(
+        self._rows.append(UsageRecord(
             request_id=ticket.id, tenant=ticket.caller.tenant, key_id=ticket.caller.key_id, bucket=ticket.bucket,
             model=ticket.model or "", endpoint=ticket.endpoint, prompt_tokens=prompt, completion_tokens=completion,
             cost_nano=cost, outcome=outcome, created=time.time(),
-        )  # fmt: skip
+        ))  # fmt: skip
+        self._start_writer()
         if cost > 0 and ticket.caller.limits.monthly_budget is not None:
             try:
                 await self.limiter.charge(ticket.bucket, cost)
             except LimitsUnavailable:
                 self.metrics.usage_errors.labels("limits").inc()
-                log.error("request %s: its cost could not be charged to the budget (limits backend down)", ticket.id)
-        try:
-            await anyio.to_thread.run_sync(self.store.record, [record])
-        except Exception as exc:
-            # Kept, and retried before the next admission; until it is stored, requests are refused.
-            self.metrics.usage_errors.labels("state").inc()
-            log.error("request %s: usage not recorded yet (%s); new requests wait for the state database",
-                      ticket.id, type(exc).__name__)  # fmt: skip
-            with self._pending_lock:
-                self._pending.append(record)
+                self._charges[ticket.bucket] = self._charges.get(ticket.bucket, 0) + cost  # retried by the writer
         if ticket.model:
             self.events.emit(Event("completion.done", ticket.caller.tenant, {
                 "request_id": ticket.id, "key_id": ticket.caller.key_id, "model": ticket.model,
@@ -162,22 +168,75 @@ class Meter:
                 "completion_tokens": completion, "total_tokens": prompt + completion, "cost_usd": cost / NANO,
             }))  # fmt: skip
 
-    async def _flush_pending(self) -> None:
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
-        if not pending:
+    # -- the writer ----------------------------------------------------------------------------
+
+    def _start_writer(self) -> None:
+        if self._wake is None:
+            self._wake, self._flushing = asyncio.Event(), asyncio.Lock()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+        self._wake.set()
+
+    async def _write_forever(self) -> None:
+        """Store queued rows every FLUSH_SECONDS: one transaction for many requests, off the requests' path."""
+        assert self._wake is not None
+        backoff = FLUSH_SECONDS
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(backoff)
+            try:
+                await self.flush()
+                backoff = FLUSH_SECONDS
+            except ApiError:
+                self._wake.set()  # try again, less often, until the database is back
+                backoff = min(backoff * 2, 5.0)
+
+    async def flush(self) -> None:
+        """Store every queued row and charge (raises ApiError 503 if the state database cannot take them:
+        they stay queued, and admissions are refused until a flush succeeds)."""
+        if self._flushing is None:
             return
+        async with self._flushing:
+            await self._charge_budgets()
+            rows, self._rows = self._rows, []
+            if not rows:
+                return
+            try:
+                await anyio.to_thread.run_sync(self.store.record, rows)
+            except Exception as exc:
+                self._rows[:0] = rows
+                if self._healthy:
+                    self.metrics.usage_errors.labels("state").inc()
+                    log.error("%d usage row(s) not stored yet (%s): refusing requests until the state database "
+                              "is back", len(rows), type(exc).__name__)  # fmt: skip
+                self._healthy = False
+                raise ApiError(
+                    503, f"usage cannot be recorded: the state database is unavailable ({type(exc).__name__}); "
+                    "the request was refused and nothing was sent to the model. Retry later.",
+                    code="state_unavailable", headers={"Retry-After": "1"},
+                ) from None  # fmt: skip
+            if not self._healthy:
+                log.info("the state database is back: usage stored, requests admitted again")
+            self._healthy = True
+
+    async def _charge_budgets(self) -> None:
+        charges, self._charges = self._charges, {}
+        for bucket, nano in charges.items():
+            try:
+                await self.limiter.charge(bucket, nano)
+            except LimitsUnavailable:
+                self.metrics.usage_errors.labels("limits").inc()
+                self._charges[bucket] = self._charges.get(bucket, 0) + nano  # kept for the next flush
+
+    async def aclose(self) -> None:
+        """Store what is queued (at shutdown), then stop the writer."""
         try:
-            await anyio.to_thread.run_sync(self.store.record, pending)
-        except Exception as exc:
-            with self._pending_lock:
-                self._pending[:0] = pending
-            raise ApiError(
-                503, f"usage cannot be recorded: the state database is unavailable ({type(exc).__name__}); the "
-                "request was refused and nothing was sent to the model. Retry later.",
-                code="state_unavailable", headers={"Retry-After": "1"},
-            ) from None  # fmt: skip
-        log.info("%d usage record(s) stored after the state database came back", len(pending))
+            await self.flush()
+        except ApiError:
+            log.error("%d usage row(s) lost at shutdown: the state database is unavailable", len(self._rows))
+        if self._writer is not None:
+            self._writer.cancel()
 
 
 def _content_length(request: Request) -> int:

@@ -87,6 +87,7 @@ async def get_usage(
     except ValueError as exc:
         raise ApiError(400, str(exc), param="group_by" if "group_by" in str(exc) else "end",
                        code="invalid_request") from None  # fmt: skip
+    await gateway.meter.flush()  # this replica's queued rows first (503 if the database is down)
     try:
         rows = await anyio.to_thread.run_sync(gateway.usage.query, query)
         totals = await anyio.to_thread.run_sync(gateway.usage.query, replace(query, group_by=()))
