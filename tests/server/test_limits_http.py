@@ -128,6 +128,9 @@ def test_redis_down_refuses_limited_keys_with_503_and_serves_unlimited_ones(upst
         assert refused.headers["Retry-After"] == "1"
         # A key with no limit has nothing to check: it is served.
         assert httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth("sk-usage")).status_code == 200
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["limits"] == "unavailable (Redis)" and ready.json()["checks"]["state"] == "ok"
 
 
 def test_a_budget_needs_a_price_on_every_paid_model() -> None:

@@ -212,3 +212,10 @@ def test_a_postgresql_outage_refuses_new_requests_and_loses_no_usage(
             assert all(r.json()["error"]["code"] == "state_unavailable" for r in retries if r.status_code != 200)
             # Every answered request counted, once; the refused ones not at all. Nothing was lost.
             assert usage(url)["total"]["requests"] == answered
+
+
+def test_the_usage_endpoint_is_in_the_openapi_schema_without_a_422(metered: tuple[str, RecordedEvents]) -> None:
+    url, _ = metered
+    operation = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/usage"]["get"]
+    assert {"start", "end", "model", "endpoint", "key_id", "group_by"} <= {p["name"] for p in operation["parameters"]}
+    assert "422" not in operation["responses"]

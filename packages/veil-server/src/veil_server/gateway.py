@@ -67,6 +67,16 @@ def _key_provider(settings: Settings) -> Any:
 
     if settings.vault.keys == "env":
         return EnvKeyProvider()
+    if settings.vault.keys == "pkcs11":
+        from veil.crypto.pkcs11 import Pkcs11KeyProvider  # noqa: PLC0415
+        from veil.errors import ConfigError  # noqa: PLC0415
+
+        pin = os.environ.get("VEIL_HSM_PIN")
+        if not pin:
+            raise ConfigError("vault.keys = 'pkcs11': set VEIL_HSM_PIN to the token's user PIN")
+        assert settings.vault.pkcs11_library is not None
+        return Pkcs11KeyProvider(settings.vault.pkcs11_library, settings.vault.pkcs11_token, pin,
+                                 key_label=settings.vault.pkcs11_key_label)  # fmt: skip
     directory = Path(settings.vault.key_dir or os.environ.get("VEIL_HOME") or ".veil")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     return LocalKeyFileProvider(directory / "keys.json")

@@ -158,6 +158,10 @@ class Limiter(Protocol):
         """The key's spend this month, in nano-dollars."""
         ...
 
+    async def ping(self) -> None:
+        """Raise LimitsUnavailable if limits cannot be checked now (readiness)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -245,6 +249,9 @@ class MemoryLimiter:
 
     async def spent(self, bucket: str) -> int:
         return max(0, self._spend_now(bucket, self._clock()))
+
+    async def ping(self) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None
@@ -411,6 +418,12 @@ class RedisLimiter:
 
     async def spent(self, bucket: str) -> int:
         return int(await self._call(self._spent, self._keys(bucket)[2:], []))
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except self._errors as exc:
+            raise LimitsUnavailable(f"Redis (limits) unreachable ({type(exc).__name__})") from None
 
     async def aclose(self) -> None:
         await self._client.aclose()

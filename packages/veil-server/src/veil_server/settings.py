@@ -143,9 +143,20 @@ class VaultSettings(_Strict):
     url: str | None = None
     """A directory (SQLite vault + key file), "memory", postgresql://… or redis://…
     (default: $VEIL_HOME, else .veil)."""
-    keys: Literal["file", "env"] = "file"
-    """Where the key-encryption keys come from for PostgreSQL and Redis: a key file in `key_dir`, or VEIL_KEK(S)."""
+    keys: Literal["file", "env", "pkcs11"] = "file"
+    """Where the key-encryption keys come from for PostgreSQL and Redis: a key file in `key_dir`, VEIL_KEK(S),
+    or a hardware security module through PKCS#11 (`pkcs11_library`, the PIN in $VEIL_HSM_PIN; extra veil[hsm])."""
     key_dir: str | None = None
+    pkcs11_library: str | None = None
+    """The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so or the HSM vendor's library."""
+    pkcs11_token: str = "veil"  # noqa: S105 (the token's label, not a secret)
+    pkcs11_key_label: str = "veil-kek"
+
+    @model_validator(mode="after")
+    def _pkcs11_needs_a_library(self) -> VaultSettings:
+        if self.keys == "pkcs11" and not self.pkcs11_library:
+            raise ValueError("vault.keys = 'pkcs11' needs vault.pkcs11_library (the path of the PKCS#11 module)")
+        return self
 
 
 class ProviderSettings(_Strict):
