@@ -3,14 +3,20 @@ and a TCP proxy on loopback that can be cut, to take a real PostgreSQL or Redis 
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import FAILURE_MODELS, gateway_settings, sha256
+from server_live import closed_port
 from services import POSTGRES_DSN
 from veil_server import Settings
 from veil_server.events import Event
@@ -147,3 +153,28 @@ def postgres_database() -> Iterator[str]:
             yield POSTGRES_DSN.rsplit("/", 1)[0] + f"/{name}"
         finally:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def start_serve(config: Path, home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`veil serve --config …` in its own process (its own VEIL_HOME); returns it and its base URL."""
+    port = closed_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "veil.cli", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "VEIL_HOME": str(home), **env},
+        cwd=home,
+    )  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_started(process: subprocess.Popen[str]) -> None:
+    """Until uvicorn says it serves (then the pipe is kept drained), or fail with what it printed."""
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if "Application startup complete" in line:
+            break
+    else:
+        pytest.fail("veil serve did not start:\n" + "".join(seen))
+    stream = process.stderr
+    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
 import pytest
+from metering import postgres_database, start_serve, wait_started
 from pydantic import ValidationError
+from services import require_service
 from veil_server import Settings, create_app
 
 from veil.errors import ConfigError
+
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 def test_hsm_keys_need_the_pkcs11_module_path() -> None:
@@ -20,3 +30,35 @@ def test_hsm_keys_need_the_pin_from_the_environment(monkeypatch: pytest.MonkeyPa
                                "pkcs11_library": "/usr/lib/softhsm/libsofthsm2.so"})  # fmt: skip
     with pytest.raises(ConfigError, match="VEIL_HSM_PIN"):
         create_app(settings)
+
+
+def test_veil_serve_seals_the_vault_with_keys_held_in_an_hsm(tmp_path: Path) -> None:
+    """SoftHSM2 stands in for the HSM; the server runs in its own process (SoftHSM reads its
+    configuration once per process)."""
+    if shutil.which("softhsm2-util") is None or not Path(SOFTHSM).exists():
+        require_service("SoftHSM2", "install the Debian package softhsm2")
+    (tmp_path / "tokens").mkdir()
+    config = tmp_path / "softhsm2.conf"
+    config.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    hsm = {"SOFTHSM2_CONF": str(config), "VEIL_HSM_PIN": "4321"}
+    init = ["softhsm2-util", "--init-token", "--free", "--label", "veil", "--pin", "4321", "--so-pin", "87654321"]
+    subprocess.run(init, check=True, capture_output=True, env={**os.environ, **hsm})
+    with postgres_database() as database:
+        toml = tmp_path / "veil.toml"
+        toml.write_text(
+            f'[vault]\nurl = "{database}"\nkeys = "pkcs11"\npkcs11_library = "{SOFTHSM}"\npkcs11_token = "veil"\n\n'
+            f'[server]\nstate_url = "{database}"\n\n[policy]\nner = "off"\n', encoding="utf-8",
+        )  # fmt: skip
+        (tmp_path / "home").mkdir()
+        process, url = start_serve(toml, tmp_path / "home", hsm)
+        try:
+            wait_started(process)
+            sealed = httpx.post(f"{url}/v1/anonymize", json={"text": "Écrivez à marie@exemple.ca", "scope": "s1"},
+                                timeout=30).json()  # fmt: skip
+            assert sealed["anonymized_text"] == "Écrivez à {{EMAIL_1}}"
+            assert sealed["mapping"] == {"{{EMAIL_1}}": "marie@exemple.ca"}
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    assert list((tmp_path / "tokens").iterdir())  # the token holds the KEK
+    assert not (tmp_path / "home" / "keys.json").exists()  # no key file anywhere

@@ -7,17 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import CANARY_TEXT, sha256
-from metering import postgres_database
-from server_live import closed_port
+from metering import postgres_database, start_serve, wait_started
 from services import REDIS_URL, redis_prefix
 
 from veil.detect.policy import Policy
@@ -46,29 +42,6 @@ def _config(path: Path, database: str, prefix: str) -> Path:
     return path
 
 
-def _start(config: Path, home: Path, kek: str) -> tuple[subprocess.Popen[str], str]:
-    port = closed_port()
-    env = {**os.environ, "VEIL_HOME": str(home), "VEIL_KEK": kek}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "veil.cli", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=home,
-    )  # fmt: skip
-    return process, f"http://127.0.0.1:{port}"
-
-
-def _wait_started(process: subprocess.Popen[str]) -> None:
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:  # uvicorn's own word that it listens
-        seen.append(line)
-        if "Application startup complete" in line:
-            break
-    else:
-        pytest.fail("veil serve did not start:\n" + "".join(seen))
-    stream = process.stderr
-    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()  # keep the pipe drained
-
-
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """Two replicas (base URLs) of one gateway: same veil.toml, same KEK, same PostgreSQL, same Redis."""
@@ -81,10 +54,10 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         started = []
         for name in ("a", "b"):  # started together: their migrations race, as in a real roll-out
             (home / name).mkdir()
-            started.append(_start(config, home / name, kek))
+            started.append(start_serve(config, home / name, {"VEIL_KEK": kek}))
         try:
             for process, _ in started:
-                _wait_started(process)
+                wait_started(process)
             yield started[0][1], started[1][1]
         finally:
             for process, _ in started:
