@@ -19,6 +19,14 @@ from veil.errors import ConfigError
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 
 
+def test_several_workers_with_limits_need_redis() -> None:
+    key = {"key_sha256": "0" * 64, "limits": {"requests_per_minute": 10}}
+    with pytest.raises(ValidationError, match=r"limits needs server\.redis_url"):
+        Settings(server={"workers": 2, "keys": [key]})
+    assert Settings(server={"workers": 2, "keys": [key], "redis_url": "redis://127.0.0.1:6379/0"}).server.workers == 2
+    assert Settings(server={"workers": 2, "keys": [{**key, "limits": {}}]}).server.workers == 2
+
+
 def test_hsm_keys_need_the_pkcs11_module_path() -> None:
     with pytest.raises(ValidationError, match=r"vault\.pkcs11_library"):
         Settings(vault={"url": "postgresql://127.0.0.1:1/veil", "keys": "pkcs11"})

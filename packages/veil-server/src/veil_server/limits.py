@@ -233,7 +233,10 @@ class MemoryLimiter:
         spent = 0
         if self._seed is not None:
             seed = self._seed
-            spent = await asyncio.get_running_loop().run_in_executor(None, seed, bucket)
+            try:
+                spent = await asyncio.get_running_loop().run_in_executor(None, seed, bucket)
+            except Exception as exc:  # the usage table: without it, the month's spend is unknown
+                raise LimitsUnavailable(f"the budget's spend cannot be read ({type(exc).__name__})") from None
         with self._lock:
             if self._spend_now(bucket, now) < 0:
                 self._spend[bucket] = (month_of(now), spent)

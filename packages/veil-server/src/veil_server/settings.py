@@ -265,7 +265,17 @@ class Settings(BaseSettings):
         if not _SCOPE_NAME.fullmatch(self.server.embeddings_scope):
             raise ValueError("server.embeddings_scope: letters, digits and . _ : @ / - only")
         self._budgets_are_priced()
+        self._limits_are_shared()
         return self
+
+    def _limits_are_shared(self) -> None:
+        """In-process limits are per process: with several workers, each would admit the whole limit."""
+        limited = any(key.limits != KeyLimits() for key in self.server.keys)
+        if limited and self.server.workers > 1 and not self.server.redis_url:
+            raise ValueError(
+                "server.workers > 1 with keys that have limits needs server.redis_url: in-process limits are "
+                "counted by each worker on its own"
+            )
 
     def _budgets_are_priced(self) -> None:
         """A budget counts the prices of models: a paid model with no `price` would be free for it."""
