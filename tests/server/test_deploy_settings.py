@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 from metering import postgres_database, start_serve, wait_started
 from pydantic import ValidationError
+from server_live import closed_port
 from services import require_service
 from veil_server import Settings, create_app
 
@@ -70,3 +72,14 @@ def test_veil_serve_seals_the_vault_with_keys_held_in_an_hsm(tmp_path: Path) -> 
             process.wait(timeout=20)
     assert list((tmp_path / "tokens").iterdir())  # the token holds the KEK
     assert not (tmp_path / "home" / "keys.json").exists()  # no key file anywhere
+
+
+def test_veil_serve_refuses_to_start_without_its_state_database(tmp_path: Path) -> None:
+    toml = tmp_path / "veil.toml"
+    toml.write_text(f'[server]\nstate_url = "postgresql://veil:s3cret@127.0.0.1:{closed_port()}/veil"\n'
+                    '[vault]\nurl = "memory"\n[policy]\nner = "off"\n', encoding="utf-8")  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "veil.cli", "serve", "--config", str(toml), "--port", "0"],
+                            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "PostgreSQL state database unreachable" in result.stderr
+    assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
