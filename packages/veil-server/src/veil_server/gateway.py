@@ -116,22 +116,13 @@ class Gateway:
             for name, provider in settings.providers.items()
         }
         self.metrics = Metrics()
-        self._events: EventSink = NullEventSink()
+        self.events: EventSink = NullEventSink()
         self.instance = uuid.uuid4().hex[:8]
         self.state = StateDB.for_url(settings.server.state_url)
         self.usage = UsageStore(self.state)
         self.limiter = build_limiter(settings, self.usage)
-        self.meter = Meter(settings, self.limiter, self.usage, self._events, self.metrics)
-
-    @property
-    def events(self) -> EventSink:
-        return self._events
-
-    @events.setter
-    def events(self, sink: EventSink) -> None:
-        """Replace the event sink (the webhook dispatcher): the meter emits through it too."""
-        self._events = sink
-        self.meter.events = sink
+        # The meter emits through whatever sink the gateway has when an event happens.
+        self.meter = Meter(settings, self.limiter, self.usage, lambda: self.events, self.metrics)
 
     async def aclose(self) -> None:
         for provider in self.providers.values():

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio.to_thread
@@ -64,7 +64,12 @@ class Meter:
     """The gateway's admission and accounting (one per app)."""
 
     def __init__(
-        self, settings: Settings, limiter: Limiter, store: UsageStore, events: EventSink, metrics: Metrics
+        self,
+        settings: Settings,
+        limiter: Limiter,
+        store: UsageStore,
+        events: Callable[[], EventSink],
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.limiter = limiter
@@ -124,7 +129,7 @@ class Meter:
 
     def _stream_usage(self, model: ModelSettings) -> bool:
         provider = self.settings.providers.get(model.provider)
-        return provider is None or getattr(provider, "stream_usage", True)
+        return provider is None or provider.stream_usage
 
     def _refused(self, caller: Principal, endpoint: str, decision: Decision) -> None:
         refusal = decision.refusal or "requests_per_minute"
@@ -136,7 +141,7 @@ class Meter:
             return
         self._announced[key] = now + decision.reset
         limit_value: float | None = getattr(caller.limits, refusal)
-        self.events.emit(Event("quota.exceeded", caller.tenant, {
+        self.events().emit(Event("quota.exceeded", caller.tenant, {
             "key_id": caller.key_id, "limit": refusal, "limit_value": limit_value, "endpoint": endpoint,
             "retry_after": decision.retry_after(),
         }))  # fmt: skip
@@ -162,7 +167,7 @@ class Meter:
                 self.metrics.usage_errors.labels("limits").inc()
                 self._charges[ticket.bucket] = self._charges.get(ticket.bucket, 0) + cost  # retried by the writer
         if ticket.model:
-            self.events.emit(Event("completion.done", ticket.caller.tenant, {
+            self.events().emit(Event("completion.done", ticket.caller.tenant, {
                 "request_id": ticket.id, "key_id": ticket.caller.key_id, "model": ticket.model,
                 "endpoint": ticket.endpoint, "outcome": outcome, "prompt_tokens": prompt,
                 "completion_tokens": completion, "total_tokens": prompt + completion, "cost_usd": cost / NANO,
