@@ -6,7 +6,13 @@ A local upstream that answers at once (veil's echo app under uvicorn, its own pr
 unary requests, time-to-first-token overhead on streams, throughput with 1 and 2 workers,
 start-up time and resident memory per worker.
 
+Then the cost of access control and metering alone, per request, in process (no HTTP): the API
+key's check, admission by the limiter (per-minute, per-day and budget limits all set) and the
+usage row written at the end, with in-process limits and SQLite usage (one replica), and with
+Redis limits and SQLite or PostgreSQL usage (replicas). Wall time p50/p99 and CPU time.
+
     uv run python benchmarks/server_overhead.py [--requests 400] [--concurrency 16]
+    uv run python benchmarks/server_overhead.py --metering-only [--requests 2000]
 
 The machine has 2 cores shared by everything running on it (the upstream, the gateway, this
 client and, while the project is worked on, other agents): numbers are noisy; compare runs made
@@ -16,6 +22,8 @@ back to back, and read them as an upper bound of the gateway's cost.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -28,6 +36,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -165,11 +174,92 @@ def gateway_config(directory: Path, upstream: str, vault: str) -> Path:
     return config
 
 
+def _bench_request(key: str) -> Any:
+    from starlette.requests import Request
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [
+        (b"authorization", f"Bearer {key}".encode()), (b"content-length", b"1100")]}  # fmt: skip
+    return Request(scope)
+
+
+async def _metering_samples(state_url: str, redis_url: str | None, n: int) -> tuple[list[float], float]:
+    """Wall seconds of auth + admission + usage row per request on a real Gateway; CPU seconds per request."""
+    from veil_server.gateway import Gateway
+    from veil_server.settings import Settings
+
+    key = "sk-veil-bench"
+    limits = {"requests_per_minute": 10**9, "requests_per_day": 10**9, "monthly_budget": 10**6}
+    server: dict[str, Any] = {
+        "state_url": state_url,
+        "redis_url": redis_url,
+        "redis_prefix": f"bench{os.getpid()}",
+        "keys": [{"key_sha256": hashlib.sha256(key.encode()).hexdigest(), "limits": limits}],
+    }
+    # A priced model: every request also charges the key's budget (the costliest path).
+    models = {"bench": {"provider": "echo", "price": {"input": 0.15, "output": 0.6}}}
+    gateway = Gateway(Settings(server=server, vault={"url": "memory"}, policy={"ner": "off"}, models=models))
+    usage = {"usage": {"prompt_tokens": 250, "completion_tokens": 250}}
+    wall = []
+    try:
+        for index in range(n + 100):
+            if index == 100:  # after the warm-up: connections, caches
+                cpu_started = time.process_time()
+            request = _bench_request(key)
+            started = time.perf_counter()
+            caller = await gateway.authenticator.authenticate(request)
+            ticket = await gateway.meter.admit(request, caller, "/v1/chat/completions", model="bench")
+            await ticket.done(usage)
+            if index >= 100:
+                wall.append(time.perf_counter() - started)
+            await asyncio.sleep(0)  # as between requests in a server: the usage writer gets its turn
+        await gateway.meter.flush()
+        # The whole process, background writes included, per request (the servers' own CPU is not counted).
+        cpu = (time.process_time() - cpu_started) / n
+    finally:
+        await gateway.aclose()
+    return wall, cpu
+
+
+def metering_rows(n: int, directory: Path) -> list[tuple[str, str]]:
+    postgres = os.environ.get("VEIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    redis = os.environ.get("VEIL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    variants = [("in-process limits, SQLite usage", str(directory / "bench-state.db"), None),
+                ("Redis limits, SQLite usage", str(directory / "bench-state-redis.db"), redis),
+                ("Redis limits, PostgreSQL usage", postgres, redis)]  # fmt: skip
+    rows = []
+    for label, state_url, redis_url in variants:
+        try:
+            wall, cpu = asyncio.run(_metering_samples(state_url, redis_url, n))
+        except Exception as exc:  # a service not running here: say so, measure the others
+            rows.append((f"auth + limits + usage, {label}", f"skipped ({type(exc).__name__})"))
+            continue
+        w50, _, w99 = percentiles(wall)
+        rows.append((f"auth + limits + usage, {label}: wall p50 / p99, CPU per request",
+                     f"{w50 * 1e3:.3f} / {w99 * 1e3:.3f} ms, {cpu * 1e3:.3f} ms"))  # fmt: skip
+    return rows
+
+
+def print_rows(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(title)
+    print(f"{'measure'.ljust(width)}  value")
+    print(f"{'-' * width}  {'-' * 24}")
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--metering-only", action="store_true", help="only the auth + limits + usage rows")
     args = parser.parse_args()
+    if args.metering_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = metering_rows(args.requests, Path(tmp))
+        print_rows(f"veil gateway: auth + limits + usage per request, in process, {args.requests} requests; "
+                   "2 shared cores", rows)  # fmt: skip
+        return
     python = sys.executable
     upstream_port = free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
@@ -216,12 +306,9 @@ def main() -> None:
                              f"{direct_rps:.0f} / {rps:.0f} req/s"))  # fmt: skip
                 memory = [rss_mb(pid) for pid in worker_pids(proc.pid)]
                 rows.append((f"{label}: RSS per process", " / ".join(f"{m:.0f} MB" for m in memory)))
-    width = max(len(name) for name, _ in rows)
-    print(f"veil gateway overhead — 1 KB chat request (rules only), {args.requests} requests; 2 shared cores, noisy")
-    print(f"{'measure'.ljust(width)}  value")
-    print(f"{'-' * width}  {'-' * 24}")
-    for name, value in rows:
-        print(f"{name.ljust(width)}  {value}")
+        rows += metering_rows(args.requests, directory)
+    print_rows(f"veil gateway overhead — 1 KB chat request (rules only), {args.requests} requests; 2 shared cores, "
+               "noisy", rows)  # fmt: skip
     print(json.dumps({"message_chars": len(BODY["messages"][0]["content"])}))
 
 

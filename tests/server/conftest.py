@@ -9,6 +9,7 @@ provider, in process), `gpt-test` / `embed-test` and the failure models on the r
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +57,8 @@ def gateway_settings(upstream_url: str, **changes: Any) -> Settings:
         "server": {
             "keys": [{"key_sha256": sha256(key), "name": key, **spec} for key, spec in KEYS.items()],
             "max_body_bytes": 64 * 1024,
+            # Usage rows of these tests go to a throw-away SQLite file, not to ./.veil.
+            "state_url": f"{tempfile.mkdtemp(prefix='veil-state-')}/server.db",
         },
         "vault": {"url": "memory"},
         # Rules only: the server's tests are about the gateway, not about NER (tested in tests/core).
@@ -72,6 +75,12 @@ def gateway_settings(upstream_url: str, **changes: Any) -> Settings:
         else:
             data[section] = values
     return Settings(**data)
+
+
+@pytest.fixture(autouse=True)
+def _veil_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps built with default settings keep their state (server.db, keys) in a temporary VEIL_HOME."""
+    monkeypatch.setenv("VEIL_HOME", str(tmp_path_factory.mktemp("veil-home")))
 
 
 @pytest.fixture(scope="session")

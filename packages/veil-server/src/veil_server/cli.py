@@ -81,10 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from veil.errors import VeilError  # noqa: PLC0415
         from veil_server.app import create_app  # noqa: PLC0415
+        from veil_server.state import StateUnavailable  # noqa: PLC0415
 
         try:
             app = create_app(settings)
-        except (VeilError, ValueError) as exc:
+        except (VeilError, ValueError, StateUnavailable) as exc:
             print(f"veil serve: {exc}", file=sys.stderr)
             return 2
         uvicorn.run(app, **options)

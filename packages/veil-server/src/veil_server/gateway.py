@@ -30,9 +30,13 @@ from veil.session import Session, Veil
 from veil_server.auth import Authenticator, OpenAuthenticator, StaticKeyAuthenticator
 from veil_server.errors import ApiError, from_veil_error
 from veil_server.events import EventSink, NullEventSink
+from veil_server.limits import Limiter, MemoryLimiter, RedisLimiter
+from veil_server.meter import Meter
 from veil_server.metrics import Metrics
 from veil_server.settings import ModelSettings, Settings, valid_scope_name
+from veil_server.state import StateDB
 from veil_server.upstream import Provider
+from veil_server.usage import UsageStore
 
 T = TypeVar("T")
 
@@ -63,9 +67,27 @@ def _key_provider(settings: Settings) -> Any:
 
     if settings.vault.keys == "env":
         return EnvKeyProvider()
+    if settings.vault.keys == "pkcs11":
+        from veil.crypto.pkcs11 import Pkcs11KeyProvider  # noqa: PLC0415
+        from veil.errors import ConfigError  # noqa: PLC0415
+
+        pin = os.environ.get("VEIL_HSM_PIN")
+        if not pin:
+            raise ConfigError("vault.keys = 'pkcs11': set VEIL_HSM_PIN to the token's user PIN")
+        assert settings.vault.pkcs11_library is not None
+        return Pkcs11KeyProvider(settings.vault.pkcs11_library, settings.vault.pkcs11_token, pin,
+                                 key_label=settings.vault.pkcs11_key_label)  # fmt: skip
     directory = Path(settings.vault.key_dir or os.environ.get("VEIL_HOME") or ".veil")
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     return LocalKeyFileProvider(directory / "keys.json")
+
+
+def build_limiter(settings: Settings, usage: UsageStore) -> Limiter:
+    """Redis when `server.redis_url` is set (every replica shares the counters), else in-process,
+    with budgets picking up this month's spend from the usage table after a restart."""
+    if settings.server.redis_url:
+        return RedisLimiter(settings.server.redis_url, prefix=settings.server.redis_prefix)
+    return MemoryLimiter(seed=usage.month_spend)
 
 
 class Gateway:
@@ -96,11 +118,19 @@ class Gateway:
         self.metrics = Metrics()
         self.events: EventSink = NullEventSink()
         self.instance = uuid.uuid4().hex[:8]
+        self.state = StateDB.for_url(settings.server.state_url)
+        self.usage = UsageStore(self.state)
+        self.limiter = build_limiter(settings, self.usage)
+        # The meter emits through whatever sink the gateway has when an event happens.
+        self.meter = Meter(settings, self.limiter, self.usage, lambda: self.events, self.metrics)
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+        await self.meter.aclose()
+        await self.limiter.aclose()
         self.veil.close()
+        self.state.close()
 
     def warm(self) -> None:
         """Load every NER model now (each language), so that no request waits for one."""

@@ -11,6 +11,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veil_server.errors import ApiError
+from veil_server.meter import HEADERS_SCOPE_KEY
 from veil_server.metrics import Metrics, endpoint_label
 
 log = logging.getLogger("veil_server")
@@ -37,6 +38,10 @@ class GuardMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                extra = scope.get(HEADERS_SCOPE_KEY)
+                if extra:  # x-request-id and x-ratelimit-* of an admitted request (veil_server.meter)
+                    message["headers"] = [*message.get("headers", ()),
+                                          *((k.encode(), v.encode()) for k, v in extra.items())]  # fmt: skip
                 status["code"] = message["status"]
                 status["started"] = True
                 self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

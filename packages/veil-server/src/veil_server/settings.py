@@ -135,15 +135,28 @@ class ServerSettings(_Strict):
     $VEIL_HOME/server.db, else .veil/server.db) or postgresql://… shared by every replica."""
     redis_url: str | None = None
     """redis://… shared by every replica for rate limits and budgets (None: in-process limits, one replica)."""
+    redis_prefix: str = Field(default="veil:limits", min_length=1, max_length=100)
+    """The prefix of the limit counters' Redis keys (several gateways may share one Redis)."""
 
 
 class VaultSettings(_Strict):
     url: str | None = None
     """A directory (SQLite vault + key file), "memory", postgresql://… or redis://…
     (default: $VEIL_HOME, else .veil)."""
-    keys: Literal["file", "env"] = "file"
-    """Where the key-encryption keys come from for PostgreSQL and Redis: a key file in `key_dir`, or VEIL_KEK(S)."""
+    keys: Literal["file", "env", "pkcs11"] = "file"
+    """Where the key-encryption keys come from for PostgreSQL and Redis: a key file in `key_dir`, VEIL_KEK(S),
+    or a hardware security module through PKCS#11 (`pkcs11_library`, the PIN in $VEIL_HSM_PIN; extra veil[hsm])."""
     key_dir: str | None = None
+    pkcs11_library: str | None = None
+    """The PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so or the HSM vendor's library."""
+    pkcs11_token: str = "veil"  # noqa: S105 (the token's label, not a secret)
+    pkcs11_key_label: str = "veil-kek"
+
+    @model_validator(mode="after")
+    def _pkcs11_needs_a_library(self) -> VaultSettings:
+        if self.keys == "pkcs11" and not self.pkcs11_library:
+            raise ValueError("vault.keys = 'pkcs11' needs vault.pkcs11_library (the path of the PKCS#11 module)")
+        return self
 
 
 class ProviderSettings(_Strict):
@@ -160,6 +173,9 @@ class ProviderSettings(_Strict):
     location: str | None = None
     """Where the provider's servers are (shown in /v1/models): data residency matters for PII."""
     headers: dict[str, str] = Field(default_factory=dict)
+    stream_usage: bool = True
+    """Ask for usage in streams (`stream_options.include_usage`), so that budgets and usage count streamed
+    tokens; turn off for an upstream that rejects `stream_options` (its streams are then estimated)."""
 
     @model_validator(mode="after")
     def _needs_url(self) -> ProviderSettings:
@@ -248,7 +264,30 @@ class Settings(BaseSettings):
             raise ValueError("vault.url = 'memory' cannot be shared by several workers: use a directory or a server")
         if not _SCOPE_NAME.fullmatch(self.server.embeddings_scope):
             raise ValueError("server.embeddings_scope: letters, digits and . _ : @ / - only")
+        self._budgets_are_priced()
+        self._limits_are_shared()
         return self
+
+    def _limits_are_shared(self) -> None:
+        """In-process limits are per process: with several workers, each would admit the whole limit."""
+        limited = any(key.limits != KeyLimits() for key in self.server.keys)
+        if limited and self.server.workers > 1 and not self.server.redis_url:
+            raise ValueError(
+                "server.workers > 1 with keys that have limits needs server.redis_url: in-process limits are "
+                "counted by each worker on its own"
+            )
+
+    def _budgets_are_priced(self) -> None:
+        """A budget counts the prices of models: a paid model with no `price` would be free for it."""
+        if not any(key.limits.monthly_budget is not None for key in self.server.keys):
+            return
+        for name, model in self.models.items():
+            if model.provider != ECHO_PROVIDER and "price" not in model.model_fields_set:
+                raise ValueError(
+                    f"models.{name}.price: a key has a monthly_budget, but this model has no price; give it one "
+                    f"(US dollars per million tokens: price = {{input = 0.15, output = 0.6}}), or "
+                    f"price = {{input = 0, output = 0}} if it is free"
+                )
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:

@@ -86,8 +86,17 @@ class StateDB:
     dialect: Dialect
 
     def __init__(
-        self, url: str, *, schema: str = "veil_server", pool_size: int = 8, connect_timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        schema: str = "veil_server",
+        pool_size: int = 8,
+        connect_timeout: float = 10.0,
+        acquire_timeout: float = 3.0,
     ) -> None:
+        """`acquire_timeout`: how long a transaction waits for a PostgreSQL connection before
+        `StateUnavailable` (the pool's default, 30 s, would hold every request that long in an outage)."""
+        self._acquire_timeout = acquire_timeout
         self._lock = threading.Lock()
         self._local = threading.local()
         self._pool: Any = None
@@ -162,7 +171,7 @@ class StateDB:
             connection.execute("COMMIT")
             return
         try:
-            context = self._pool.connection()
+            context = self._pool.connection(timeout=self._acquire_timeout)
             connection = context.__enter__()
         except Exception as exc:
             raise StateUnavailable(f"PostgreSQL state database unreachable ({type(exc).__name__})") from None

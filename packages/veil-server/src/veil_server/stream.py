@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -28,6 +28,9 @@ from veil_server.conversation import Turn, not_anonymized_block
 from veil_server.errors import ApiError, from_veil_error
 from veil_server.metrics import Metrics
 from veil_server.upstream import UpstreamStream
+
+if TYPE_CHECKING:
+    from veil_server.meter import Ticket
 
 Kind = Literal["chat", "completion"]
 _TEXT_KEYS = ("content", "refusal", "reasoning_content")
@@ -163,9 +166,16 @@ def _terminal(event: dict[str, Any]) -> bool:
 
 
 async def relay(
-    upstream: UpstreamStream, turn: Turn | None, *, kind: Kind, metrics: Metrics, endpoint: str
+    upstream: UpstreamStream,
+    turn: Turn | None,
+    *,
+    kind: Kind,
+    metrics: Metrics,
+    endpoint: str,
+    ticket: Ticket | None = None,
 ) -> AsyncIterator[bytes]:
-    """The client's SSE stream: upstream events restored, the veil block on the last one, then [DONE]."""
+    """The client's SSE stream: upstream events restored, the veil block on the last one, then [DONE].
+    `ticket` sees every event (usage) and the end of the stream, however it ends (accounting)."""
     restorer = ChunkRestorer(turn, kind) if turn is not None else None
     held: list[dict[str, Any]] = []
     template: dict[str, Any] = {"object": "chat.completion.chunk" if kind == "chat" else "text_completion"}
@@ -178,6 +188,8 @@ async def relay(
                           {"error": {"message": str(event["error"]), "type": "server_error", "param": None,
                                      "code": "upstream_error"}})  # fmt: skip
                 return
+            if ticket is not None and not ticket.observe(event):
+                continue
             for waiting in held:
                 yield sse(waiting)
             held.clear()
@@ -224,4 +236,6 @@ async def relay(
     finally:
         with anyio.CancelScope(shield=True):
             await upstream.aclose()
+            if ticket is not None:
+                await ticket.end_stream(outcome)
         metrics.streams.labels(endpoint, outcome).inc()

@@ -77,6 +77,8 @@ async def anonymize_text(
     provider_model = gateway.model(payload.model, "chat") if payload.process_with_llm and payload.model else None
     if payload.process_with_llm and provider_model is None:
         raise ApiError(400, "process_with_llm needs a chat `model`", param="model", code="invalid_request")
+    llm_model = payload.model if provider_model is not None else None
+    ticket = await gateway.meter.admit(request, caller, "/v1/anonymize", model=llm_model)
     session = gateway.session(caller.tenant, payload.scope, payload.mode or caller.policy.mode)
     language = None if payload.language in (None, "auto") else payload.language
 
@@ -93,7 +95,7 @@ async def anonymize_text(
         return result.text, mapping, result
 
     text, mapping, result = await gateway.run(run, size=request_size(request), named=payload.scope is not None)
-    llm = None
+    llm, answer = None, None
     if provider_model is not None:
         model, provider = provider_model
         upstream_name = model.upstream or payload.model or ""
@@ -103,6 +105,7 @@ async def anonymize_text(
         raw = _first_content(answer)
         restored = mapping_restorer(mapping).restore(raw).text if raw is not None else None
         llm = LlmResult(model=payload.model or "", raw_content=raw, content=restored)
+    await ticket.done(answer)
     return AnonymizeResponse(
         anonymized_text=text, mapping=mapping, pii_count=result.pii_count, pii_types=result.pii_types,
         scope=payload.scope, llm=llm,
@@ -130,6 +133,7 @@ async def restore_text(
     gateway = gateway_of(request)
     if (payload.mapping is None) == (payload.scope is None):
         raise ApiError(400, "give exactly one of mapping or scope", param="mapping", code="invalid_request")
+    ticket = await gateway.meter.admit(request, caller, "/v1/anonymize")
     if payload.mapping is not None:
         restored = mapping_restorer(payload.mapping).restore(payload.text)
     else:
@@ -138,6 +142,7 @@ async def restore_text(
         caller.require("mapping:read")
         session = gateway.session(caller.tenant, payload.scope, None)
         restored = await gateway.run(lambda: session.restore_report(payload.text, lenient=True))
+    await ticket.done(None)
     return RestoreResponse(text=restored.text, restored_count=restored.count, drift=restored.drift.to_dict())
 
 
@@ -152,6 +157,7 @@ async def scan(
 ) -> ScanResponse:
     caller.require("scan")
     gateway = gateway_of(request)
+    ticket = await gateway.meter.admit(request, caller, "/v1/anonymization/scan")
     engine = gateway.engine(payload.mode or caller.policy.mode)
     language = None if payload.language in (None, "auto") else payload.language
     wanted = {name.upper() for name in payload.entities} if payload.entities else None
@@ -161,4 +167,5 @@ async def scan(
         for s in spans
         if wanted is None or s.entity in wanted
     ]
+    await ticket.done(None)
     return ScanResponse(spans=found, pii_count=len(found), pii_types=sorted({s.entity for s in found}))

@@ -56,6 +56,7 @@ async def create_chat_completion(
     gateway = gateway_of(request)
     body = payload.model_dump(exclude_unset=True)
     model, provider = gateway.model(payload.model, "chat")
+    ticket = await gateway.meter.admit(request, caller, "/v1/chat/completions", model=payload.model, body=body)
     started = time.perf_counter()
     turn, _ = await start_turn(gateway, request, caller, body)
     outbound = strip_veil_fields(body)
@@ -74,7 +75,8 @@ async def create_chat_completion(
             gateway.metrics.upstream_errors.labels(provider.name, str(exc.status)).inc()
             raise
         gateway.metrics.upstream_latency.labels(provider.name).observe(time.perf_counter() - upstream_started)
-        stream = relay(upstream, turn, kind="chat", metrics=gateway.metrics, endpoint="/v1/chat/completions")
+        stream = relay(upstream, turn, kind="chat", metrics=gateway.metrics, endpoint="/v1/chat/completions",
+                       ticket=ticket)  # fmt: skip
         return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
     try:
         answer = await provider.post("/chat/completions", outbound)
@@ -82,6 +84,7 @@ async def create_chat_completion(
         gateway.metrics.upstream_errors.labels(provider.name, str(exc.status)).inc()
         raise
     gateway.metrics.upstream_latency.labels(provider.name).observe(time.perf_counter() - upstream_started)
+    await ticket.done(answer)
     if turn is None:
         answer["veil"] = not_anonymized_block()
         return JSONResponse(answer)

@@ -39,6 +39,7 @@ async def create_completion(
     gateway = gateway_of(request)
     body = payload.model_dump(exclude_unset=True)
     model, provider = gateway.model(payload.model, "completion")
+    ticket = await gateway.meter.admit(request, caller, "/v1/completions", model=payload.model, body=body)
     started = time.perf_counter()
     turn, _ = await start_turn(gateway, request, caller, body)
     outbound = strip_veil_fields(body)
@@ -58,12 +59,14 @@ async def create_completion(
     try:
         if payload.stream:
             upstream = await provider.open_stream("/completions", outbound)
-            stream = relay(upstream, turn, kind="completion", metrics=gateway.metrics, endpoint="/v1/completions")
+            stream = relay(upstream, turn, kind="completion", metrics=gateway.metrics, endpoint="/v1/completions",
+                           ticket=ticket)  # fmt: skip
             return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
         answer = await provider.post("/completions", outbound)
     except ApiError as exc:
         gateway.metrics.upstream_errors.labels(provider.name, str(exc.status)).inc()
         raise
+    await ticket.done(answer)
     if turn is None:
         answer["veil"] = not_anonymized_block()
         return JSONResponse(answer)

@@ -31,6 +31,7 @@ async def create_embeddings(
     gateway = gateway_of(request)
     body = payload.model_dump(exclude_unset=True)
     model, provider = gateway.model(payload.model, "embedding")
+    ticket = await gateway.meter.admit(request, caller, "/v1/embeddings", model=payload.model)
     started = time.perf_counter()
     turn, _ = await start_turn(gateway, request, caller, body, scope=gateway.settings.server.embeddings_scope)
     outbound = strip_veil_fields(body)
@@ -50,6 +51,7 @@ async def create_embeddings(
     except ApiError as exc:
         gateway.metrics.upstream_errors.labels(provider.name, str(exc.status)).inc()
         raise
+    await ticket.done(answer)
     if turn is None:
         answer["veil"] = not_anonymized_block()
     else:

@@ -1,4 +1,5 @@
-"""GET /healthz (the process answers), /readyz (vault and upstreams reachable), /metrics (Prometheus)."""
+"""GET /healthz (the process answers), /readyz (vault, state database, limits and upstreams reachable),
+/metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from veil_server.errors import ApiError
+from veil_server.limits import LimitsUnavailable
 from veil_server.routes import gateway_of
 
 router = APIRouter(tags=["Operations"])
@@ -35,6 +37,18 @@ async def readyz(request: Request) -> Response:
         checks["vault"] = "ok"
     except Exception as exc:
         checks["vault"] = f"unavailable ({type(exc).__name__})"
+        ready = False
+    try:  # the state database (usage rows) and the limits backend (Redis, when configured)
+        await anyio.to_thread.run_sync(gateway.usage.ping)
+        checks["state"] = "ok"
+    except Exception as exc:
+        checks["state"] = f"unavailable ({type(exc).__name__})"
+        ready = False
+    try:
+        await gateway.limiter.ping()
+        checks["limits"] = "ok"
+    except LimitsUnavailable:
+        checks["limits"] = "unavailable (Redis)"
         ready = False
     for name, provider in gateway.providers.items():
         try:
