@@ -77,7 +77,7 @@ async def anonymize_text(
     provider_model = gateway.model(payload.model, "chat") if payload.process_with_llm and payload.model else None
     if payload.process_with_llm and provider_model is None:
         raise ApiError(400, "process_with_llm needs a chat `model`", param="model", code="invalid_request")
-    session = gateway.session(caller.tenant, payload.scope, payload.mode or caller.policy.mode)
+    session = gateway.session(caller.tenant, payload.scope, payload.mode or caller.policy.mode, caller.policy.entities)
     language = None if payload.language in (None, "auto") else payload.language
 
     def run() -> tuple[str, dict[str, str], Anonymized]:
@@ -152,7 +152,7 @@ async def scan(
 ) -> ScanResponse:
     caller.require("scan")
     gateway = gateway_of(request)
-    engine = gateway.engine(payload.mode or caller.policy.mode)
+    engine = gateway.engine(payload.mode or caller.policy.mode, caller.policy.entities)
     language = None if payload.language in (None, "auto") else payload.language
     wanted = {name.upper() for name in payload.entities} if payload.entities else None
     spans = await gateway.run(lambda: engine.detect(payload.text, language), size=len(payload.text), named=False)
