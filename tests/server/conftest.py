@@ -56,6 +56,7 @@ def gateway_settings(upstream_url: str, **changes: Any) -> Settings:
         "server": {
             "keys": [{"key_sha256": sha256(key), "name": key, **spec} for key, spec in KEYS.items()],
             "max_body_bytes": 64 * 1024,
+            "state_url": "memory",  # stored keys, usage …: in this process, nothing left on disk
         },
         "vault": {"url": "memory"},
         # Rules only: the server's tests are about the gateway, not about NER (tested in tests/core).

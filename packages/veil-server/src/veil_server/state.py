@@ -129,6 +129,7 @@ class StateDB:
                 self._memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path.touch(mode=0o600, exist_ok=True)  # key digests and the token secret: owner only
             self.path = path
 
     @classmethod
