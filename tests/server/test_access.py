@@ -320,3 +320,27 @@ def test_no_route_answers_fastapis_422(client: TestClient, row: Any) -> None:
             error_of(answer)
     spec = client.get("/openapi.json").json()
     assert "422" not in str([op.get("responses", {}) for ops in spec["paths"].values() for op in ops.values()])
+
+
+def test_with_a_key_cache_a_revocation_elsewhere_holds_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("veil_server.access.time.monotonic", lambda: clock[0])
+    state_url = str(tmp_path / "server.db")
+    first = create_app(settings(state_url, key_cache_seconds=30))
+    second = create_app(settings(state_url, key_cache_seconds=30))
+    with TestClient(first) as one, TestClient(second) as two:
+        created = create_key(one)
+        access = token(one, created["key"])
+        assert chat(one, created["key"]).status_code == 200 and chat(one, access).status_code == 200  # cached
+        assert two.delete(f"/v1/admin/keys/{created['id']}", headers=bearer(ADMIN)).status_code == 200
+        assert chat(two, created["key"]).status_code == 401  # the replica that revoked it: at once
+        clock[0] += 29
+        assert chat(one, created["key"]).status_code == 200  # another replica: within the documented bound
+        clock[0] += 2
+        assert chat(one, created["key"]).status_code == 401 and chat(one, access).status_code == 401
+        again = create_key(one)
+        assert chat(one, again["key"]).status_code == 200
+        assert one.delete(f"/v1/admin/keys/{again['id']}", headers=bearer(ADMIN)).status_code == 200
+        assert chat(one, again["key"]).status_code == 401  # revoked here: this replica's cache forgets it

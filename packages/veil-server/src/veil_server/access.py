@@ -9,12 +9,19 @@ keys existed) only while no key is configured and none was ever created in the s
 `veil keys create` closes it, and revoking every key does not reopen it.
 
 Every request that presents a stored key or a token reads the key's row: revocation holds from
-the next request on, on every replica. When the state database cannot be read the request is
-refused (503 `state_unavailable`), never let through.
+the next request on, on every replica. `server.key_cache_seconds` (0 by default) trades that for
+one database read less per request: a replica then reuses a key it has read for that long, so a
+key revoked on another replica is refused everywhere within that bound (at once on the replica
+that revoked it). Only keys that verified are cached, under the digest of what was presented,
+never the key itself. When the state database cannot be read the request is refused (503
+`state_unavailable`), never let through.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,10 +31,12 @@ from starlette.requests import Request
 from veil_server.access_tokens import InvalidToken, TokenClaims, TokenIssuer, looks_like_token
 from veil_server.auth import MISSING_KEY, OpenAuthenticator, Principal, StaticKeyAuthenticator, bearer_token
 from veil_server.errors import ApiError
-from veil_server.keys import KeyStore, key_id_of
+from veil_server.keys import ApiKeyRecord, KeyStore, key_id_of
 from veil_server.state import StateUnavailable
 
 T = TypeVar("T")
+
+_CACHE_ENTRIES = 10_000
 
 
 def invalid_key(message: str) -> ApiError:
@@ -44,6 +53,7 @@ class AccessAuthenticator:
         tokens: TokenIssuer,
         *,
         inline_reads: bool = True,
+        cache_seconds: float = 0.0,
     ) -> None:
         self.static = static
         self.store = store
@@ -53,6 +63,51 @@ class AccessAuthenticator:
         self._closed = static is not None
         # SQLite reads take microseconds and run inline; PostgreSQL reads go to a worker thread.
         self._inline_reads = inline_reads
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
+        self._cache_lock = threading.Lock()
+
+    # -- the optional cache of verified keys ------------------------------------------------------
+
+    def _cached(self, name: str) -> ApiKeyRecord | None:
+        if not self.cache_seconds:
+            return None
+        entry = self._cache.get(name)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def _remember(self, name: str, record: ApiKeyRecord) -> None:
+        if not self.cache_seconds or record.revoked:
+            return
+        with self._cache_lock:
+            if len(self._cache) >= _CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[name] = (time.monotonic() + self.cache_seconds, record)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from this replica's cache (it was revoked here)."""
+        with self._cache_lock:
+            for name in [name for name, (_, record) in self._cache.items() if record.id == key_id]:
+                del self._cache[name]
+
+    async def _verified(self, presented: str) -> ApiKeyRecord | None:
+        name = "key:" + hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
+        record = self._cached(name)
+        if record is None:
+            record = await self._read(lambda: self.store.verify(presented))
+            if record is not None:
+                self._remember(name, record)
+        return record
+
+    async def _by_id(self, key_id: str) -> ApiKeyRecord | None:
+        name = "id:" + key_id
+        record = self._cached(name)
+        if record is None:
+            record = await self._read(lambda: self.store.get(key_id))
+            if record is not None:
+                self._remember(name, record)
+        return record
 
     async def _read(self, function: Callable[[], T]) -> T:
         try:
@@ -79,13 +134,14 @@ class AccessAuthenticator:
         if self.static is not None and (found := self.static.lookup(presented)) is not None:
             return found
         if key_id_of(presented) is not None:
-            record = await self._read(lambda: self.store.verify(presented))
+            record = await self._verified(presented)
             if record is not None:
                 if record.revoked:
                     raise invalid_key(f"The API key {record.redacted} has been revoked.")
                 return record.principal()
         elif looks_like_token(presented):
-            await self._read(self.tokens.secret)  # read from the state database once, then cached
+            if not self.tokens.secret_loaded:
+                await self._read(self.tokens.secret)  # from the state database, once
             try:
                 claims = self.tokens.verify(presented)
             except InvalidToken as exc:
@@ -105,7 +161,7 @@ class AccessAuthenticator:
         if claims.source == "config":
             key = self.static.by_id(claims.key_id) if self.static is not None else None
         else:
-            record = await self._read(lambda: self.store.get(claims.key_id))
+            record = await self._by_id(claims.key_id)
             if record is not None and record.revoked:
                 raise invalid_key(f"The API key {record.redacted} this access token was issued for has been revoked.")
             key = record.principal() if record is not None else None

@@ -93,6 +93,10 @@ class TokenIssuer:
         secret = secret_from_environment(server.jwt_secret_env) if server.jwt_secret_env else stored
         return cls(secret, issuer=server.jwt_issuer, ttl=server.jwt_ttl)
 
+    @property
+    def secret_loaded(self) -> bool:
+        return self._secret is not None
+
     def secret(self) -> bytes:
         if self._secret is None:
             with self._lock:

@@ -101,7 +101,8 @@ class Gateway:
                     raise ValueError(f"server.keys ({entry.name or entry.tenant}): {exc}") from None
             static = StaticKeyAuthenticator(entries) if entries else None
             authenticator = AccessAuthenticator(static, self.keys, self.tokens,
-                                                inline_reads=self.state.dialect == "sqlite")  # fmt: skip
+                                                inline_reads=self.state.dialect == "sqlite",
+                                                cache_seconds=settings.server.key_cache_seconds)  # fmt: skip
         self.authenticator = authenticator
         transports = transports or {}
         self.providers = {

@@ -143,6 +143,12 @@ class ServerSettings(_Strict):
     """Seconds an access token lives at most (default 15 minutes)."""
     jwt_issuer: str = Field(default="veil-server", min_length=1, max_length=200)
     """The `iss` claim of the access tokens this server issues and accepts."""
+    key_cache_seconds: float = Field(default=0.0, ge=0, le=300)
+    """0 (default): every request with a stored key or a token reads the key's row, so a revocation
+    holds from the next request on, on every replica. Above 0: each replica reuses a key it has read
+    for up to this many seconds (saves a database round trip per request with PostgreSQL); a key
+    revoked elsewhere is then refused by every replica within this many seconds (by the replica
+    that revoked it, at once)."""
 
 
 class VaultSettings(_Strict):

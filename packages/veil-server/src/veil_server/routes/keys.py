@@ -17,6 +17,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from veil_server.access import AccessAuthenticator
 from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.keys import ApiKeyRecord, KeyStoreError, check_key_policy
@@ -133,8 +134,10 @@ async def retrieve_key(key_id: str, request: Request, caller: Annotated[Principa
                responses=ERROR_RESPONSES)  # fmt: skip
 async def revoke_key(key_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]) -> KeyObject:
     caller.require("admin")
-    keys = gateway_of(request).keys
-    record = await in_store(lambda: keys.revoke(key_id, tenant=caller.tenant))
+    gateway = gateway_of(request)
+    record = await in_store(lambda: gateway.keys.revoke(key_id, tenant=caller.tenant))
     if record is None:
         raise not_found()
+    if isinstance(gateway.authenticator, AccessAuthenticator):
+        gateway.authenticator.forget(record.id)  # this replica refuses it at once, cache or not
     return KeyObject.of(record)

@@ -1,0 +1,113 @@
+"""`veil keys create|list|revoke`: the gateway's keys from a shell, in the state database `veil serve` uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from veil_server import Settings, create_app
+
+from veil.cli import main
+
+CHAT = {"model": "echo", "messages": [{"role": "user", "content": "Bonjour"}]}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "veil.toml"
+    path.write_text(
+        f'[server]\nstate_url = "{tmp_path / "state" / "server.db"}"\n\n[vault]\nurl = "memory"\n\n'
+        '[policy]\nner = "off"\nentities = ["EMAIL", "PHONE"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def veil(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_create_prints_the_key_once_and_the_server_accepts_it(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = veil(capsys, "keys", "create", "--config", str(config), "--tenant", "acme", "--scope", "chat",
+                          "--scope", "scan", "--name", "support bot", "--rpm", "60", "--rpd", "1000", "--budget",
+                          "25", "--no-anonymize", "--mode", "permissive", "--entity", "email")  # fmt: skip
+    assert code == 0, err
+    key = out.strip()
+    assert key.startswith("sk-veil-") and len(out.splitlines()) == 1
+    assert "shown only once" in err and key not in err
+    with TestClient(create_app(Settings.load(config))) as client:
+        answer = client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200 and answer.json()["veil"]["anonymized"] is False
+        record = client.app.state.gateway.keys.verify(key)  # type: ignore[attr-defined]
+    assert record.name == "support bot" and record.scopes == ("chat", "scan") and record.created_by == "cli"
+    assert record.limits.requests_per_minute == 60 and record.limits.requests_per_day == 1000
+    assert record.limits.monthly_budget == 25
+    assert record.policy.mode == "permissive" and record.policy.entities == ["EMAIL"]
+    code, out, _ = veil(capsys, "keys", "list", "--config", str(config))
+    assert code == 0 and record.id in out and key not in out and key.split("_", 1)[1] not in out
+    assert key[-4:] in out and "support bot" in out
+
+
+def test_list_filters_by_tenant_and_revoke_takes_effect(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for tenant in ("acme", "globex"):
+        code, _, err = veil(capsys, "keys", "create", "--config", str(config), "--tenant", tenant, "--scope", "chat")
+        assert code == 0, err
+    code, out, _ = veil(capsys, "keys", "list", "--config", str(config), "--tenant", "acme", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [row["tenant"] for row in rows] == ["acme"] and "key" not in rows[0]
+    key_id = rows[0]["id"]
+    code, _, err = veil(capsys, "keys", "revoke", key_id, "--config", str(config), "--tenant", "globex")
+    assert code == 2 and "no API key" in err
+    code, out, _ = veil(capsys, "keys", "revoke", key_id, "--config", str(config))
+    assert code == 0 and f"revoked {key_id}" in out
+    code, out, _ = veil(capsys, "keys", "list", "--config", str(config), "--json")
+    revoked = {row["id"]: row["revoked_at"] for row in map(json.loads, out.splitlines())}
+    assert revoked[key_id] is not None and sum(value is None for value in revoked.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tenant", "acme", "--scope", "everything"], "unknown scope"),
+        (["--tenant", "a b", "--scope", "chat"], "tenant"),
+        (["--tenant", "acme", "--scope", "chat", "--entity", "CA_SIN"], "does not report CA_SIN"),
+        (["--tenant", "acme", "--scope", "chat", "--rpm", "0"], "--rpm"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line_and_create_nothing(
+    config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = veil(capsys, "keys", "create", "--config", str(config), *argv)
+    assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
+    assert veil(capsys, "keys", "list", "--config", str(config), "--json")[1] == ""
+
+
+def test_a_state_database_in_memory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "veil.toml"
+    path.write_text('[vault]\nurl = "memory"\n', encoding="utf-8")
+    code, _, err = veil(capsys, "keys", "create", "--config", str(path), "--tenant", "acme", "--scope", "chat")
+    assert code == 2 and "would vanish" in err
+
+
+def test_the_vault_key_actions_are_still_the_cores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = veil(capsys, "keys", "generate")
+    assert code == 0 and len(out.strip()) == 44  # a base64 vault key, not an API key
+
+
+def test_the_installed_command_creates_a_key_and_the_core_does_not_import_the_server(tmp_path: Path) -> None:
+    env = {**os.environ, "VEIL_HOME": str(tmp_path / "home")}
+    veil_command = Path(sys.executable).parent / "veil"
+    result = subprocess.run([str(veil_command), "keys", "create", "--tenant", "acme", "--scope", "chat"],
+                            capture_output=True, text=True, env=env, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("sk-veil-") and (tmp_path / "home" / "server.db").exists()
+    probe = "import sys, veil.cli; print('veil_server' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert imported.stdout.strip() == "False"
