@@ -297,7 +297,10 @@ def test_an_unreachable_key_store_refuses_requests_with_503(monkeypatch: pytest.
     app = create_app(settings(f"{POSTGRES_DSN}?options=-csearch_path%3D{schema}"))
     with TestClient(app) as client:
         key = create_key(client)["key"]
+        assert client.get("/readyz").json()["checks"]["state"] == "ok"
         gateway_of(client).state.close()  # the pool is gone: no connection can be had
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["state"].startswith("unavailable")
         answer = chat(client, key)
         assert answer.status_code == 503 and error_of(answer)["code"] == "state_unavailable"
         assert answer.headers["retry-after"] == "1"

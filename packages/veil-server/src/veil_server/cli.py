@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"veil gateway: http://{server.host}:{server.port}/v1  models: {', '.join(settings.models)}  "
         f"vault: {settings.vault.url or os.environ.get('VEIL_HOME') or '.veil'}  "
-        f"auth: {f'{len(keys)} key(s)' if keys else 'open (no API key configured)'}",
+        f"auth: {f'{len(keys)} configured key(s) and stored keys' if keys else 'open until a key exists'}",
         file=sys.stderr,
     )
     options: dict[str, Any] = {"host": server.host, "port": server.port, "log_level": server.log_level,
@@ -81,10 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from veil.errors import VeilError  # noqa: PLC0415
         from veil_server.app import create_app  # noqa: PLC0415
+        from veil_server.state import StateUnavailable  # noqa: PLC0415
 
         try:
             app = create_app(settings)
-        except (VeilError, ValueError) as exc:
+        except (VeilError, ValueError, StateUnavailable) as exc:
             print(f"veil serve: {exc}", file=sys.stderr)
             return 2
         uvicorn.run(app, **options)

@@ -36,6 +36,12 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:
         checks["vault"] = f"unavailable ({type(exc).__name__})"
         ready = False
+    try:
+        await anyio.to_thread.run_sync(gateway.keys.has_any)  # the state database (keys, usage …) answers
+        checks["state"] = "ok"
+    except Exception as exc:
+        checks["state"] = f"unavailable ({type(exc).__name__})"
+        ready = False
     for name, provider in gateway.providers.items():
         try:
             response = await provider.get("/models")
