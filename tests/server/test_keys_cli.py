@@ -111,3 +111,40 @@ def test_the_installed_command_creates_a_key_and_the_core_does_not_import_the_se
     probe = "import sys, veil.cli; print('veil_server' in sys.modules)"
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert imported.stdout.strip() == "False"
+
+
+def test_keys_made_by_the_cli_work_on_a_running_veil_serve_with_two_workers(tmp_path: Path) -> None:
+    import httpx
+    from server_live import closed_port
+
+    env = {**os.environ, "VEIL_HOME": str(tmp_path / "home"), "VEIL_POLICY": '{"ner": "off"}'}
+    veil_command = str(Path(sys.executable).parent / "veil")
+
+    def cli(*argv: str) -> str:
+        done = subprocess.run([veil_command, *argv], capture_output=True, text=True, env=env, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    key = cli("keys", "create", "--tenant", "acme", "--scope", "chat").strip()
+    port = closed_port()
+    process = subprocess.Popen([veil_command, "serve", "--port", str(port), "--workers", "2"],
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "Application startup complete" in line:
+                break
+        url = f"http://127.0.0.1:{port}/v1"
+        body = {"model": "echo", "messages": [{"role": "user", "content": "Bonjour"}]}
+        assert httpx.post(f"{url}/chat/completions", json=body).status_code == 401  # a key exists: closed
+        token = httpx.post(f"{url}/auth/token", headers={"Authorization": f"Bearer {key}"}).json()["access_token"]
+        for credential in (key, token) * 3:  # both workers, whichever answers
+            answer = httpx.post(f"{url}/chat/completions", json=body, headers={"Authorization": f"Bearer {credential}"})
+            assert answer.status_code == 200, answer.text
+        cli("keys", "revoke", key.removeprefix("sk-veil-").split("_")[0])
+        for credential in (key, token) * 3:
+            answer = httpx.post(f"{url}/chat/completions", json=body, headers={"Authorization": f"Bearer {credential}"})
+            assert answer.status_code == 401 and "revoked" in answer.json()["error"]["message"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
