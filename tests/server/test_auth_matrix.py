@@ -8,7 +8,10 @@ a stored key, and an access token of each), plus no credential at all:
 - a credential with the row's scope (or `admin`) passes the gate and gets `ok`;
 - one without it gets 403 `insufficient_scope`; no credential gets 401 `missing_api_key`;
 - on a `tenant_bound` row, the resource belongs to tenant `acme`: `globex` gets 404, as for an
-  id that does not exist.
+  id that does not exist;
+- bad credentials of an `admin` key (`BAD_KINDS`: revoked, a token of a revoked key, expired,
+  forged, for another audience, unknown) get 401 `invalid_api_key` on every non-public row;
+- a token of an `admin` key narrowed to `chat` is treated exactly as a `chat` credential.
 
 `test_every_route_has_a_row` fails when the app gains a route without a row here. Adding one:
 
@@ -21,17 +24,20 @@ approvals; the matrix then checks only that the gate lets it through, and that i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import fastapi.routing
+import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 from veil_server import Settings, create_app
+from veil_server.access_tokens import AUDIENCE
 from veil_server.gateway import Gateway
 from veil_server.settings import SCOPES
 
@@ -39,6 +45,7 @@ PUBLIC = "public"
 ANY_KEY = "any key"
 TENANTS = ("acme", "globex")
 KINDS = ("config", "stored", "token-of-stored", "token-of-config")
+BAD_KINDS = ("revoked", "token-of-revoked", "expired-token", "forged-token", "audience-token", "unknown-key")
 TEXT = "Écrivez à marie.tremblay@exemple.qc.ca"
 
 
@@ -120,7 +127,33 @@ def ctx() -> Iterator[Context]:
                     answer = client.post("/v1/auth/token", headers={"Authorization": f"Bearer {key}"})
                     assert answer.status_code == 200, answer.text
                     context.credentials[(kind, tenant, scope)] = answer.json()["access_token"]
+        add_bad_and_narrowed_credentials(context)
         yield context
+
+
+def add_bad_and_narrowed_credentials(ctx: Context) -> None:
+    def issue(key: str, **body: Any) -> str:
+        answer = ctx.client.post("/v1/auth/token", json=body, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200, answer.text
+        value: str = answer.json()["access_token"]
+        return value
+
+    revoked = ctx.gateway.keys.create(tenant="acme", scopes=["admin"])
+    ctx.credentials[("token-of-revoked", "acme", "admin")] = issue(revoked.key)
+    ctx.gateway.keys.revoke(revoked.record.id)
+    ctx.credentials[("revoked", "acme", "admin")] = revoked.key
+    admin = ctx.credentials[("stored", "acme", "admin")]
+    record = ctx.gateway.keys.verify(admin)
+    assert record is not None
+    now = int(time.time())
+    claims = {"iss": ctx.gateway.tokens.issuer, "aud": AUDIENCE, "sub": record.id, "iat": now - 3600,
+              "exp": now + 600, "jti": "j", "tenant": "acme", "scopes": ["admin"], "src": "store"}  # fmt: skip
+    secret = ctx.gateway.tokens.secret()
+    ctx.credentials[("expired-token", "acme", "admin")] = jwt.encode({**claims, "exp": now - 60}, secret)
+    ctx.credentials[("forged-token", "acme", "admin")] = jwt.encode(claims, b"another secret of 32 bytes or more")
+    ctx.credentials[("audience-token", "acme", "admin")] = jwt.encode({**claims, "aud": "another-api"}, secret)
+    ctx.credentials[("unknown-key", "acme", "admin")] = "sk-veil-0123456789abcdef_" + "A" * 43
+    ctx.credentials[("token-narrowed", "acme", "chat")] = issue(admin, scopes=["chat"])
 
 
 def expected(row: Row, kind: str, tenant: str, scope: str | None) -> tuple[int | None, str | None]:
@@ -129,6 +162,8 @@ def expected(row: Row, kind: str, tenant: str, scope: str | None) -> tuple[int |
         return row.ok, None
     if scope is None:
         return 401, "missing_api_key"
+    if kind in BAD_KINDS:
+        return 401, "invalid_api_key"
     if not row.tokens_accepted and kind.startswith("token"):
         return 401, "invalid_api_key"
     if row.scope != ANY_KEY and scope not in (row.scope, "admin"):
@@ -148,6 +183,7 @@ def call(ctx: Context, row: Row, credential: str | None) -> Any:
 def test_route_admits_exactly_the_callers_its_scope_names(ctx: Context, row: Row) -> None:
     cases: list[tuple[str, str, str | None]] = [("none", "acme", None)]
     cases += [(kind, tenant, scope) for kind in KINDS for tenant in TENANTS for scope in sorted(SCOPES)]
+    cases += [(kind, "acme", "admin") for kind in BAD_KINDS] + [("token-narrowed", "acme", "chat")]
     wrong = []
     for kind, tenant, scope in cases:
         credential = None if scope is None else ctx.credentials[(kind, tenant, scope)]

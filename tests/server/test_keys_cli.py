@@ -148,3 +148,9 @@ def test_keys_made_by_the_cli_work_on_a_running_veil_serve_with_two_workers(tmp_
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_core_cli_names_the_package_to_install_for_api_keys() -> None:
+    code = "import sys; sys.modules['veil_server'] = None; from veil.cli import main; sys.exit(main(['keys', 'list']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "pip install veil-server" in result.stderr
