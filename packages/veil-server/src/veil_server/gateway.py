@@ -26,6 +26,7 @@ import httpx
 
 from veil.detect.engine import Engine
 from veil.detect.policy import Policy
+from veil.errors import VeilError
 from veil.session import Session, Veil
 from veil_server.access import AccessAuthenticator
 from veil_server.access_tokens import TokenIssuer
@@ -148,7 +149,10 @@ class Gateway:
                     changes: dict[str, Any] = {"mode": key[0]}
                     if key[1] is not None:
                         changes["entities"] = key[1]
-                    engine = Engine(self.policy.with_changes(**changes))
+                    try:
+                        engine = Engine(self.policy.with_changes(**changes))
+                    except VeilError as exc:  # a key's entities need a NER model this server lacks
+                        raise from_veil_error(exc) from None
                     self._engines[key] = engine
         return engine
 

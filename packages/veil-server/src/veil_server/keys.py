@@ -27,7 +27,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from veil.detect.engine import default_detectors
 from veil.detect.policy import Policy
+from veil.errors import VeilError
 from veil_server.auth import Principal
 from veil_server.settings import SCOPES, KeyLimits, KeyPolicy
 from veil_server.state import StateDB
@@ -159,6 +161,10 @@ def check_key_policy(policy: KeyPolicy, server: Policy) -> KeyPolicy:
             f"policy.entities: the server's policy does not report {', '.join(outside)}; a key can only narrow it",
             param="policy.entities",
         )
+    try:
+        default_detectors(server.with_changes(entities=frozenset(names)))
+    except VeilError as exc:  # PERSON, LOCATION or ORGANIZATION without spaCy installed
+        raise KeyStoreError(f"policy.entities: {exc}", param="policy.entities") from None
     return policy.model_copy(update={"entities": names})
 
 

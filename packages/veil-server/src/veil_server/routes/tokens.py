@@ -46,7 +46,9 @@ async def issue_token(
 ) -> TokenResponse:
     gateway = gateway_of(request)
     authenticator = gateway.authenticator
-    if caller.credential == "open" or not isinstance(authenticator, AccessAuthenticator):
+    if not isinstance(authenticator, AccessAuthenticator):
+        raise ApiError(400, "This server's authenticator does not issue access tokens.", code="invalid_request")
+    if caller.credential == "open":
         raise ApiError(401, "Access tokens are issued for API keys, and this server has none: create one with "
                        "`veil keys create`.", code="missing_api_key")  # fmt: skip
     if caller.credential != "key":
