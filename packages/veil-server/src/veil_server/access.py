@@ -65,6 +65,8 @@ class AccessAuthenticator:
         self._inline_reads = inline_reads
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
+        # Keys revoked here: never cached again while an older read could still be in flight.
+        self._forgotten: dict[str, float] = {}
         self._cache_lock = threading.Lock()
 
     # -- the optional cache of verified keys ------------------------------------------------------
@@ -81,6 +83,8 @@ class AccessAuthenticator:
         if not self.cache_seconds or record.revoked:
             return
         with self._cache_lock:
+            if self._forgotten.get(record.id, 0.0) >= time.monotonic():
+                return
             if len(self._cache) >= _CACHE_ENTRIES:
                 self._cache.clear()
             self._cache[name] = (time.monotonic() + self.cache_seconds, record)
@@ -88,6 +92,9 @@ class AccessAuthenticator:
     def forget(self, key_id: str) -> None:
         """Drop a key from this replica's cache (it was revoked here)."""
         with self._cache_lock:
+            now = time.monotonic()
+            self._forgotten = {k: until for k, until in self._forgotten.items() if until >= now}
+            self._forgotten[key_id] = now + self.cache_seconds
             for name in [name for name, (_, record) in self._cache.items() if record.id == key_id]:
                 del self._cache[name]
 
