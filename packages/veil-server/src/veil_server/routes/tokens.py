@@ -1,6 +1,6 @@
 """POST /v1/auth/token: a short-lived access token (JWT) for the API key of the request.
 
-    curl -s $VEIL/v1/auth/token -H "Authorization: Bearer $VEIL_KEY" -d '{"scopes": ["chat"], "expires_in": 300}'
+    curl -s $VEIL/v1/auth/token -H "Authorization: Bearer $VEIL_KEY" --json '{"scopes": ["chat"], "expires_in": 300}'
     {"access_token": "eyJ…", "token_type": "bearer", "expires_in": 300, "scopes": ["chat"]}
 
 The token is then used like a key (`Authorization: Bearer eyJ…`). It carries the key's scopes or
