@@ -131,9 +131,12 @@ def test_keys_made_by_the_cli_work_on_a_running_veil_serve_with_two_workers(tmp_
                                stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)  # fmt: skip
     try:
         assert process.stderr is not None
+        banner = []
         for line in process.stderr:
+            banner.append(line)
             if "Application startup complete" in line:
                 break
+        assert "auth: the keys of `veil keys create`" in banner[0], banner
         url = f"http://127.0.0.1:{port}/v1"
         body = {"model": "echo", "messages": [{"role": "user", "content": "Bonjour"}]}
         assert httpx.post(f"{url}/chat/completions", json=body).status_code == 401  # a key exists: closed
