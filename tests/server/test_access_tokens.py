@@ -4,6 +4,7 @@ with a reason that never quotes the token."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -61,23 +62,25 @@ def test_a_token_never_widens_the_keys_scopes_nor_outlives_the_ttl() -> None:
     assert tokens.issue(admin, "config", scopes=["usage"]).scopes == ("usage",)  # admin implies every scope
 
 
-@pytest.mark.parametrize(
-    ("token", "reason"),
-    [
-        (jwt.encode(claims(exp=int(time.time()) - 60), SECRET, algorithm="HS256"), "expired"),
-        (jwt.encode(claims(), b"f" * 32, algorithm="HS256"), "signature"),
-        (jwt.encode(claims(aud="someone-else"), SECRET, algorithm="HS256"), "audience"),
-        (jwt.encode(claims(iss="another-server"), SECRET, algorithm="HS256"), "issuer"),
-        (jwt.encode({k: v for k, v in claims().items() if k != "jti"}, SECRET, algorithm="HS256"), "'jti'"),
-        (jwt.encode(claims(scopes=["everything"]), SECRET, algorithm="HS256"), "scopes"),
-        (jwt.encode(claims(src="elsewhere"), SECRET, algorithm="HS256"), "malformed"),
-        (jwt.encode(claims(), None, algorithm="none"), "HS256"),
-        (jwt.encode(claims(), SECRET * 2, algorithm="HS512"), "HS256"),
-        ("abc.def.ghi", "malformed"),
-    ],
-    ids=["expired", "forged", "audience", "issuer", "no-jti", "scopes", "source", "alg-none", "hs512", "garbage"],
-)
-def test_a_bad_token_is_refused_with_its_reason_and_never_quoted(token: str, reason: str) -> None:
+# Tokens are made when each test runs (not at collection: a whole-suite run outlasts their expiry).
+BAD_TOKENS: dict[str, tuple[Callable[[], str], str]] = {
+    "expired": (lambda: jwt.encode(claims(exp=int(time.time()) - 60), SECRET, algorithm="HS256"), "expired"),
+    "forged": (lambda: jwt.encode(claims(), b"f" * 32, algorithm="HS256"), "signature"),
+    "audience": (lambda: jwt.encode(claims(aud="someone-else"), SECRET, algorithm="HS256"), "audience"),
+    "issuer": (lambda: jwt.encode(claims(iss="another-server"), SECRET, algorithm="HS256"), "issuer"),
+    "no-jti": (lambda: jwt.encode({k: v for k, v in claims().items() if k != "jti"}, SECRET), "'jti'"),
+    "scopes": (lambda: jwt.encode(claims(scopes=["everything"]), SECRET, algorithm="HS256"), "scopes"),
+    "source": (lambda: jwt.encode(claims(src="elsewhere"), SECRET, algorithm="HS256"), "malformed"),
+    "alg-none": (lambda: jwt.encode(claims(), None, algorithm="none"), "HS256"),
+    "hs512": (lambda: jwt.encode(claims(), SECRET * 2, algorithm="HS512"), "HS256"),
+    "garbage": (lambda: "abc.def.ghi", "malformed"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+def test_a_bad_token_is_refused_with_its_reason_and_never_quoted(case: str) -> None:
+    make, reason = BAD_TOKENS[case]
+    token = make()
     with pytest.raises(InvalidToken) as caught:
         issuer().verify(token)
     assert reason in str(caught.value)
