@@ -9,7 +9,6 @@ provider, in process), `gpt-test` / `embed-test` and the failure models on the r
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,8 +56,7 @@ def gateway_settings(upstream_url: str, **changes: Any) -> Settings:
         "server": {
             "keys": [{"key_sha256": sha256(key), "name": key, **spec} for key, spec in KEYS.items()],
             "max_body_bytes": 64 * 1024,
-            # Usage rows of these tests go to a throw-away SQLite file, not to ./.veil.
-            "state_url": f"{tempfile.mkdtemp(prefix='veil-state-')}/server.db",
+            "state_url": "memory",  # stored keys, usage …: in this process, nothing left on disk
         },
         "vault": {"url": "memory"},
         # Rules only: the server's tests are about the gateway, not about NER (tested in tests/core).

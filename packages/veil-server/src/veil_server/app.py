@@ -23,6 +23,8 @@ from veil_server.errors import install_error_handlers
 from veil_server.gateway import Gateway
 from veil_server.middleware import GuardMiddleware
 from veil_server.routes import anonymize, chat, completions, embeddings, health, models, usage
+from veil_server.routes import keys as admin_keys
+from veil_server.routes import tokens as auth_tokens
 from veil_server.settings import Settings
 
 log = logging.getLogger("veil_server")
@@ -79,7 +81,7 @@ def create_app(
     app.guard_options = {"max_body_bytes": settings.server.max_body_bytes, "metrics": gateway.metrics}
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (chat, completions, embeddings, models, anonymize, usage, health):
+    for module in (chat, completions, embeddings, models, anonymize, usage, health, auth_tokens, admin_keys):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -33,6 +33,8 @@ class Principal:
     scopes: frozenset[str]
     policy: KeyPolicy = field(default_factory=KeyPolicy)
     limits: KeyLimits = field(default_factory=KeyLimits)
+    credential: str = "key"
+    """How the caller authenticated: "key" (an API key), "token" (an access token) or "open" (no keys exist)."""
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -75,7 +77,7 @@ class OpenAuthenticator:
     """No keys configured: every request is the anonymous principal (local trials only)."""
 
     def __init__(self, scopes: Iterable[str] = DEFAULT_SCOPES, tenant: str = "default") -> None:
-        self.principal = Principal("anonymous", tenant, frozenset(scopes))
+        self.principal = Principal("anonymous", tenant, frozenset(scopes), credential="open")
 
     async def authenticate(self, request: Request) -> Principal:
         return self.principal
@@ -93,6 +95,12 @@ class StaticKeyAuthenticator:
             self._entries.append((digest, principal))
         if not self._entries:
             raise ValueError("StaticKeyAuthenticator needs at least one key")
+
+    def by_id(self, key_id: str) -> Principal | None:
+        """The configured key named `key_id` (what access tokens of config keys carry); None when
+        there is none, or when two configured keys share that name."""
+        found = [principal for _, principal in self._entries if principal.key_id == key_id]
+        return found[0] if len(found) == 1 else None
 
     def lookup(self, presented: str) -> Principal | None:
         digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()

@@ -51,6 +51,27 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _auth_summary(settings: Any, configured: int) -> str:
+    """What the banner says about access: configured keys, keys in the state database, or open."""
+    if configured:
+        return f"{configured} configured key(s), and the keys of `veil keys create`"
+    location = settings.state_location()
+    if location == "memory":
+        return "open (no API key configured)"
+    from veil_server.keys import KeyStore  # noqa: PLC0415
+    from veil_server.state import StateDB, StateUnavailable  # noqa: PLC0415
+
+    try:
+        state = StateDB.for_url(location)
+    except StateUnavailable:
+        return "unknown (the state database cannot be reached)"
+    try:
+        stored = KeyStore(state).has_any()
+    finally:
+        state.close()
+    return "the keys of `veil keys create`" if stored else "open until a key exists (`veil keys create`)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.update(_overrides(args))
@@ -71,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"veil gateway: http://{server.host}:{server.port}/v1  models: {', '.join(settings.models)}  "
         f"vault: {settings.vault.url or os.environ.get('VEIL_HOME') or '.veil'}  "
-        f"auth: {f'{len(keys)} key(s)' if keys else 'open (no API key configured)'}",
+        f"auth: {_auth_summary(settings, len(keys))}",
         file=sys.stderr,
     )
     options: dict[str, Any] = {"host": server.host, "port": server.port, "log_level": server.log_level,

@@ -26,10 +26,14 @@ import httpx
 
 from veil.detect.engine import Engine
 from veil.detect.policy import Policy
+from veil.errors import VeilError
 from veil.session import Session, Veil
-from veil_server.auth import Authenticator, OpenAuthenticator, StaticKeyAuthenticator
+from veil_server.access import AccessAuthenticator
+from veil_server.access_tokens import TokenIssuer
+from veil_server.auth import Authenticator, StaticKeyAuthenticator
 from veil_server.errors import ApiError, from_veil_error
 from veil_server.events import EventSink, NullEventSink
+from veil_server.keys import KeyStore, KeyStoreError, check_key_policy
 from veil_server.limits import Limiter, MemoryLimiter, RedisLimiter
 from veil_server.meter import Meter
 from veil_server.metrics import Metrics
@@ -101,14 +105,26 @@ class Gateway:
         self.settings = settings
         self.policy = Policy.from_mapping(settings.policy, where="policy")
         base = Engine(self.policy)
-        self._engines: dict[str, Engine] = {self.policy.mode: base}
-        self._veils: dict[str, Veil] = {}
+        self._engines: dict[tuple[str, frozenset[str] | None], Engine] = {(self.policy.mode, None): base}
+        self._veils: dict[tuple[str, frozenset[str] | None], Veil] = {}
         self._lock = threading.Lock()
         self.veil = build_veil(settings, base)
-        self._veils[self.policy.mode] = self.veil
+        self._veils[(self.policy.mode, None)] = self.veil
+        # API keys, usage, approvals, audit and webhooks: one state database per gateway.
+        self.state = StateDB.for_url(settings.state_location())
+        self.keys = KeyStore(self.state)
+        self.tokens = TokenIssuer.for_settings(settings.server, self.keys.signing_secret)
         if authenticator is None:
-            keys = settings.key_entries()
-            authenticator = StaticKeyAuthenticator(keys) if keys else OpenAuthenticator()
+            entries = settings.key_entries()
+            for entry in entries:
+                try:
+                    check_key_policy(entry.policy, self.policy)
+                except KeyStoreError as exc:
+                    raise ValueError(f"server.keys ({entry.name or entry.tenant}): {exc}") from None
+            static = StaticKeyAuthenticator(entries) if entries else None
+            authenticator = AccessAuthenticator(static, self.keys, self.tokens,
+                                                inline_reads=self.state.dialect == "sqlite",
+                                                cache_seconds=settings.server.key_cache_seconds)  # fmt: skip
         self.authenticator = authenticator
         transports = transports or {}
         self.providers = {
@@ -118,7 +134,6 @@ class Gateway:
         self.metrics = Metrics()
         self.events: EventSink = NullEventSink()
         self.instance = uuid.uuid4().hex[:8]
-        self.state = StateDB.for_url(settings.server.state_url)
         self.usage = UsageStore(self.state)
         self.limiter = build_limiter(settings, self.usage)
         # The meter emits through whatever sink the gateway has when an event happens.
@@ -143,38 +158,53 @@ class Gateway:
 
     # -- detection and scopes ---------------------------------------------------------------
 
-    def engine(self, mode: str | None) -> Engine:
-        mode = mode or self.policy.mode
-        engine = self._engines.get(mode)
+    def _restricted(self, entities: list[str] | None) -> frozenset[str] | None:
+        """A key's entity types, within what the server's policy reports (None: the policy's own)."""
+        if entities is None:
+            return None
+        wanted = frozenset(name.upper() for name in entities)
+        return wanted & self.policy.entities if self.policy.entities is not None else wanted
+
+    def engine(self, mode: str | None, entities: list[str] | None = None) -> Engine:
+        """The engine of the policy in `mode`, restricted to a key's `entities` when it has some."""
+        key = (mode or self.policy.mode, self._restricted(entities))
+        engine = self._engines.get(key)
         if engine is None:
             with self._lock:
-                engine = self._engines.get(mode)
+                engine = self._engines.get(key)
                 if engine is None:
-                    engine = Engine(self.policy.with_changes(mode=mode))
-                    self._engines[mode] = engine
+                    changes: dict[str, Any] = {"mode": key[0]}
+                    if key[1] is not None:
+                        changes["entities"] = key[1]
+                    try:
+                        engine = Engine(self.policy.with_changes(**changes))
+                    except VeilError as exc:  # a key's entities need a NER model this server lacks
+                        raise from_veil_error(exc) from None
+                    self._engines[key] = engine
         return engine
 
-    def veil_for(self, mode: str | None) -> Veil:
+    def veil_for(self, mode: str | None, entities: list[str] | None = None) -> Veil:
         """The configured vault's Veil, detecting with the policy in `mode` (vault, keys and audit shared)."""
-        mode = mode or self.policy.mode
-        veil = self._veils.get(mode)
+        key = (mode or self.policy.mode, self._restricted(entities))
+        veil = self._veils.get(key)
         if veil is None:
             with self._lock:
-                veil = self._veils.get(mode)
+                veil = self._veils.get(key)
                 if veil is None:
-                    veil = self.veil.with_engine(self.engine(mode))
-                    self._veils[mode] = veil
+                    veil = self.veil.with_engine(self.engine(mode, entities))
+                    self._veils[key] = veil
         return veil
 
-    def session(self, tenant: str, scope: str | None, mode: str | None) -> Session:
-        """A session on a named scope of the vault, or on a fresh in-memory scope for this request only."""
+    def session(self, tenant: str, scope: str | None, mode: str | None, entities: list[str] | None = None) -> Session:
+        """A session on a named scope of the vault, or on a fresh in-memory scope for this request only.
+        `entities`: the caller's key restricts detection to these entity types."""
         if scope is None:
-            ephemeral = Veil(engine=self.engine(mode), audit_traffic=False, tenant=tenant)
+            ephemeral = Veil(engine=self.engine(mode, entities), audit_traffic=False, tenant=tenant)
             return ephemeral.session(f"request-{uuid.uuid4().hex}")
         if not valid_scope_name(scope):
             raise ApiError(400, "veil_scope: 1 to 200 letters, digits and . _ : @ / - only", param="veil_scope",
                            code="invalid_scope")  # fmt: skip
-        return self.veil_for(mode).session(scope, tenant=tenant, ttl=self.settings.server.scope_ttl)
+        return self.veil_for(mode, entities).session(scope, tenant=tenant, ttl=self.settings.server.scope_ttl)
 
     async def run(self, function: Callable[[], T], *, size: int = 0, named: bool = True) -> T:
         """Run veil work (detection, vault I/O): inline when it is small and in memory, else in a

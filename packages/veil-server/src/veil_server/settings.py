@@ -137,6 +137,20 @@ class ServerSettings(_Strict):
     """redis://… shared by every replica for rate limits and budgets (None: in-process limits, one replica)."""
     redis_prefix: str = Field(default="veil:limits", min_length=1, max_length=100)
     """The prefix of the limit counters' Redis keys (several gateways may share one Redis)."""
+    jwt_secret_env: str | None = None
+    """The environment variable holding the HS256 secret of the access tokens of `POST /v1/auth/token`
+    (at least 32 bytes; set it for replicas). None: a random secret generated once and kept in the
+    state database, so that replicas sharing it agree."""
+    jwt_ttl: int = Field(default=900, ge=30, le=86400)
+    """Seconds an access token lives at most (default 15 minutes)."""
+    jwt_issuer: str = Field(default="veil-server", min_length=1, max_length=200)
+    """The `iss` claim of the access tokens this server issues and accepts."""
+    key_cache_seconds: float = Field(default=0.0, ge=0, le=300)
+    """0 (default): every request with a stored key or a token reads the key's row, so a revocation
+    holds from the next request on, on every replica. Above 0: each replica reuses a key it has read
+    for up to this many seconds (saves a database round trip per request with PostgreSQL); a key
+    revoked elsewhere is then refused by every replica within this many seconds (by the replica
+    that revoked it, at once)."""
 
 
 class VaultSettings(_Strict):
@@ -262,6 +276,8 @@ class Settings(BaseSettings):
                 )
         if self.server.workers > 1 and (self.vault.url or "") == "memory":
             raise ValueError("vault.url = 'memory' cannot be shared by several workers: use a directory or a server")
+        if self.server.workers > 1 and self.server.state_url == "memory":
+            raise ValueError("server.state_url = 'memory' cannot be shared by several workers: use PostgreSQL")
         if not _SCOPE_NAME.fullmatch(self.server.embeddings_scope):
             raise ValueError("server.embeddings_scope: letters, digits and . _ : @ / - only")
         self._budgets_are_priced()
@@ -301,6 +317,13 @@ class Settings(BaseSettings):
             raise FileNotFoundError(f"config file {path} does not exist")
         from_file = type("Settings", (cls,), {"model_config": {**cls.model_config, "toml_file": path}})
         return from_file(**overrides)  # type: ignore[no-any-return]
+
+    def state_location(self) -> str | None:
+        """`server.state_url`; with none set, "memory" when the vault is in memory (nothing on disk),
+        else None (the default SQLite file in $VEIL_HOME, else .veil)."""
+        if self.server.state_url:
+            return self.server.state_url
+        return "memory" if self.vault.url == "memory" else None
 
     def key_entries(self) -> list[ApiKeySettings]:
         keys = list(self.server.keys)

@@ -17,6 +17,7 @@ message carries the URL's password or a stored value.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -101,6 +102,8 @@ class StateDB:
         self._local = threading.local()
         self._pool: Any = None
         self._connections: list[sqlite3.Connection] = []
+        self._memory: sqlite3.Connection | None = None
+        self._memory_lock = threading.RLock()
         if url.startswith(("postgresql://", "postgres://")):
             if not _SCHEMA_NAME.fullmatch(schema):
                 raise ValueError("state schema: lower-case letters, digits and _ only")
@@ -123,19 +126,30 @@ class StateDB:
             except Exception as exc:
                 self._pool.close()
                 raise StateUnavailable(f"PostgreSQL state database unreachable ({type(exc).__name__})") from None
-            with self._pool.connection() as connection:
+            # Replicas starting together race on CREATE SCHEMA IF NOT EXISTS (a unique violation
+            # in pg_namespace): one at a time, under a transaction-scoped advisory lock.
+            with self._pool.connection() as connection, connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"veil_server.schema.{schema}",))
                 connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         else:
             self.dialect = "sqlite"
             self.schema = "main"
             path = Path(url.removeprefix("sqlite://"))
-            if str(path) != ":memory:":
+            if str(path) == ":memory:":
+                # One connection for every thread (each connection to ":memory:" is a database of its
+                # own), used by one transaction at a time.
+                self._memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                path.touch(mode=0o600, exist_ok=True)  # key digests and the token secret: owner only
             self.path = path
 
     @classmethod
     def for_url(cls, url: str | None) -> StateDB:
-        """`url`, or the default SQLite file in $VEIL_HOME (else .veil)."""
+        """`url`, or the default SQLite file in $VEIL_HOME (else .veil). "memory" is a SQLite
+        database in this process, gone when it exits (tests, trials with a vault in memory)."""
+        if url == "memory":
+            url = ":memory:"
         if not url:
             url = str(Path(os.environ.get("VEIL_HOME") or ".veil") / "server.db")
         return cls(url)
@@ -143,6 +157,8 @@ class StateDB:
     # -- connections -------------------------------------------------------------------------
 
     def _sqlite(self) -> sqlite3.Connection:
+        if self._memory is not None:
+            return self._memory
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -161,14 +177,8 @@ class StateDB:
         SQLite transactions start with BEGIN IMMEDIATE (the write lock up front), so two
         writers never fail each other with 'database is locked' half-way through."""
         if self.dialect == "sqlite":
-            connection = self._sqlite()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield _SQLiteTransaction(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+            with self._sqlite_transaction("BEGIN IMMEDIATE") as tx:
+                yield tx
             return
         try:
             context = self._pool.connection(timeout=self._acquire_timeout)
@@ -184,6 +194,30 @@ class StateDB:
                 raise StateUnavailable(f"PostgreSQL state database unreachable ({type(exc).__name__})") from None
             raise
         context.__exit__(None, None, None)
+
+    @contextmanager
+    def read(self) -> Iterator[Transaction]:
+        """A transaction for reads only. On SQLite it takes no write lock (BEGIN DEFERRED: in WAL
+        mode readers never wait for writers), so per-request lookups stay fast under write load."""
+        if self.dialect == "sqlite":
+            with self._sqlite_transaction("BEGIN") as tx:
+                yield tx
+            return
+        with self.transaction() as tx:
+            yield tx
+
+    @contextmanager
+    def _sqlite_transaction(self, begin: str) -> Iterator[Transaction]:
+        lock = self._memory_lock if self._memory is not None else contextlib.nullcontext()
+        with lock:
+            connection = self._sqlite()
+            connection.execute(begin)
+            try:
+                yield _SQLiteTransaction(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
     def migrate(self, name: str, statements: Sequence[str]) -> None:
         """Create a store's tables and indexes (idempotent: every statement says IF NOT EXISTS)."""
@@ -201,6 +235,8 @@ class StateDB:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+        if self._memory is not None:
+            self._memory.close()
 
 
 def _is_connection_error(exc: BaseException) -> bool:

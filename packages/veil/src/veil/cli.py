@@ -6,6 +6,7 @@
     veil anonymize --scope S FILE|-     reversible: tokens ({{EMAIL_1}}) kept in the vault
     veil restore --scope S FILE|-       tokens back to values
     veil keys init|status|rotate|generate
+    veil keys create|list|revoke        the gateway's API keys (distribution veil-server)
     veil audit verify                   check the audit log's chain
     veil vault erase --scope S | --subject ID
     veil eval --data GOLD.jsonl         precision / recall / F1 per entity against gold data
@@ -432,6 +433,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 SERVER_MISSING = "`veil serve` needs the server package: pip install veil-server"
+SERVER_KEY_ACTIONS = ("create", "list", "revoke")
 
 
 def cmd_serve(argv: Sequence[str]) -> int:
@@ -444,6 +446,18 @@ def cmd_serve(argv: Sequence[str]) -> int:
         print(f"veil serve: error: {SERVER_MISSING}", file=sys.stderr)
         return EXIT_ERROR
     return serve(list(argv))
+
+
+def cmd_server_keys(argv: Sequence[str]) -> int:
+    """Hand `veil keys create|list|revoke …` (the gateway's API keys) to veil_server, imported only now."""
+    try:
+        from veil_server.keys_cli import main as keys  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "veil_server":
+            raise
+        print("veil keys: error: API keys are the gateway's: pip install veil-server", file=sys.stderr)
+        return EXIT_ERROR
+    return keys(list(argv))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,8 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     vault_options(restore)
     restore.set_defaults(handler=cmd_restore)
 
-    keys = commands.add_parser("keys", help="create, inspect and rotate the vault's keys")
-    keys.add_argument("action", choices=["init", "status", "rotate", "generate"])
+    keys = commands.add_parser(
+        "keys",
+        help="create, inspect and rotate the vault's keys; create|list|revoke: the gateway's API keys "
+        "(`veil keys create --help`)",
+    )
+    keys.add_argument("action", choices=["init", "status", "rotate", "generate", *SERVER_KEY_ACTIONS])
     vault_options(keys)
     keys.set_defaults(handler=cmd_keys)
 
@@ -557,6 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["serve"]:
         return cmd_serve(arguments[1:])
+    if arguments[:1] == ["keys"] and arguments[1:2] and arguments[1] in SERVER_KEY_ACTIONS:
+        return cmd_server_keys(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(arguments)
     try:

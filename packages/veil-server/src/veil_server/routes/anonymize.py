@@ -79,7 +79,7 @@ async def anonymize_text(
         raise ApiError(400, "process_with_llm needs a chat `model`", param="model", code="invalid_request")
     llm_model = payload.model if provider_model is not None else None
     ticket = await gateway.meter.admit(request, caller, "/v1/anonymize", model=llm_model)
-    session = gateway.session(caller.tenant, payload.scope, payload.mode or caller.policy.mode)
+    session = gateway.session(caller.tenant, payload.scope, payload.mode or caller.policy.mode, caller.policy.entities)
     language = None if payload.language in (None, "auto") else payload.language
 
     def run() -> tuple[str, dict[str, str], Anonymized]:
@@ -158,7 +158,7 @@ async def scan(
     caller.require("scan")
     gateway = gateway_of(request)
     ticket = await gateway.meter.admit(request, caller, "/v1/anonymization/scan")
-    engine = gateway.engine(payload.mode or caller.policy.mode)
+    engine = gateway.engine(payload.mode or caller.policy.mode, caller.policy.entities)
     language = None if payload.language in (None, "auto") else payload.language
     wanted = {name.upper() for name in payload.entities} if payload.entities else None
     spans = await gateway.run(lambda: engine.detect(payload.text, language), size=len(payload.text), named=False)

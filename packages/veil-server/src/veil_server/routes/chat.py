@@ -29,7 +29,7 @@ async def start_turn(
     if not decision.anonymize:
         return None, decision
     chosen = decision.scope or scope
-    session = gateway.session(caller.tenant, chosen, decision.mode)
+    session = gateway.session(caller.tenant, chosen, decision.mode, caller.policy.entities)
     turn = Turn(session, named_scope=chosen is not None, show_mapping=caller.allows("mapping:read"))
     return turn, decision
 

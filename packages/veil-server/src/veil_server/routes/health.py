@@ -38,7 +38,7 @@ async def readyz(request: Request) -> Response:
     except Exception as exc:
         checks["vault"] = f"unavailable ({type(exc).__name__})"
         ready = False
-    try:  # the state database (usage rows) and the limits backend (Redis, when configured)
+    try:  # the state database (keys, usage, approvals …) and the limits backend (Redis, when configured)
         await anyio.to_thread.run_sync(gateway.usage.ping)
         checks["state"] = "ok"
     except Exception as exc:

@@ -41,6 +41,7 @@ def model_object(gateway: Gateway, name: str) -> dict[str, Any]:
     responses={200: {"model": ModelList, "description": "The models"}, 401: ERROR_RESPONSES[401]},
 )
 async def list_models(request: Request, caller: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
+    caller.require("models")
     gateway = gateway_of(request)
     return {"object": "list", "data": [model_object(gateway, name) for name in gateway.settings.models]}
 
@@ -53,6 +54,7 @@ async def list_models(request: Request, caller: Annotated[Principal, Depends(pri
 async def retrieve_model(
     model: str, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> dict[str, Any]:
+    caller.require("models")
     gateway = gateway_of(request)
     if model not in gateway.settings.models:
         raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it.", param="model",
