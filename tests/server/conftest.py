@@ -9,6 +9,8 @@ provider, in process), `gpt-test` / `embed-test` and the failure models on the r
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,9 @@ from server_live import RecordingUpstream, closed_port, serve
 from veil_server import Settings, create_app
 
 from veil.detect.policy import Policy
+
+# The gateway's state database defaults to $VEIL_HOME/server.db: never the working directory in tests.
+os.environ.setdefault("VEIL_HOME", tempfile.mkdtemp(prefix="veil-server-tests-"))
 
 CANARIES = {
     "email": "marie.tremblay@exemple.qc.ca",

@@ -27,12 +27,17 @@ import httpx
 from veil.detect.engine import Engine
 from veil.detect.policy import Policy
 from veil.session import Session, Veil
+from veil_server.approvals import Reversal
 from veil_server.auth import Authenticator, OpenAuthenticator, StaticKeyAuthenticator
+from veil_server.dispatcher import WebhookDispatcher
 from veil_server.errors import ApiError, from_veil_error
 from veil_server.events import EventSink, NullEventSink
 from veil_server.metrics import Metrics
+from veil_server.sealing import FieldSealer
 from veil_server.settings import ModelSettings, Settings, valid_scope_name
+from veil_server.state import StateDB
 from veil_server.upstream import Provider
+from veil_server.webhooks import WebhookStore
 
 T = TypeVar("T")
 
@@ -75,6 +80,7 @@ class Gateway:
         *,
         authenticator: Authenticator | None = None,
         transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+        state: StateDB | None = None,
     ) -> None:
         self.settings = settings
         self.policy = Policy.from_mapping(settings.policy, where="policy")
@@ -96,11 +102,21 @@ class Gateway:
         self.metrics = Metrics()
         self.events: EventSink = NullEventSink()
         self.instance = uuid.uuid4().hex[:8]
+        self._owns_state = state is None  # a StateDB given by the caller is the caller's to close
+        self.state = state if state is not None else StateDB.for_url(settings.server.state_url)
+        hooks = settings.server.webhooks
+        store = WebhookStore(self.state, FieldSealer(self.veil.keyring), max_subscriptions=hooks.max_subscriptions)
+        self.webhooks = WebhookDispatcher(store, hooks, instance=self.instance)
+        self.events = self.webhooks
+        self.reversal = Reversal(self.state, self.veil.keyring, self.veil.reveal_mapping, settings.server.reversal)
 
     async def aclose(self) -> None:
+        await self.webhooks.stop()
         for provider in self.providers.values():
             await provider.aclose()
         self.veil.close()
+        if self._owns_state:
+            self.state.close()
 
     def warm(self) -> None:
         """Load every NER model now (each language), so that no request waits for one."""
