@@ -265,3 +265,22 @@ def test_an_unreachable_state_database_fails_closed_with_503() -> None:
             assert error_code(call(base, "GET", "/v1/approvals", "sk-admin-a")) == (503, "state_unavailable")
     finally:
         next(schemas, None)
+
+
+def test_only_listed_approvers_may_approve_when_a_list_is_configured(tmp_path: Path) -> None:
+    listed = settings().model_copy(deep=True)
+    listed.server.reversal.approvers = ["admin-a", "admin-b"]
+    state = StateDB(str(tmp_path / "server.db"))
+    with serve(create_app(listed, state=state)) as base:
+        seed(base)
+        request_id = ask(base)
+        assert error_code(call(base, "POST", f"/v1/approvals/{request_id}/approve", "sk-admin-c")) == (
+            403, "approver_not_eligible",
+        )  # fmt: skip
+        assert approve(base, request_id, "sk-admin-a").startswith("apv_")
+    state.close()
+
+
+def test_a_list_of_approvers_shorter_than_the_approvals_required_is_refused_at_start_up() -> None:
+    with pytest.raises(ValueError, match="fewer approvers"):
+        Settings(server={"reversal": {"required_approvals": 3, "approvers": ["a", "b"]}})

@@ -313,3 +313,35 @@ def test_an_unreachable_state_database_is_503_for_the_admin_api() -> None:
             assert chat.status_code == 200
     finally:
         next(schemas, None)
+
+
+def test_a_rotated_secret_signs_alongside_the_old_one_for_the_grace_period(state: StateDB) -> None:
+    receiver = Receiver()
+    with receiving(receiver) as hook_url, serve(create_app(settings(), state=state)) as base:
+        created = subscribe(base, hook_url, ["quota.exceeded"])
+        sid, old = created["id"], created["secret"]
+        rotated = call_rotate(base, sid, {})
+        new = rotated["secret"]
+        assert new != old and new.startswith("whsec_") and rotated["previous_secret_expires"] > time.time()
+        assert "secret" not in httpx.get(f"{base}/v1/admin/webhooks/{sid}", headers=auth("sk-admin")).json()
+        receiver.secret = old  # a receiver not yet switched
+        httpx.post(f"{base}/v1/admin/webhooks/{sid}/ping", headers=auth("sk-admin"))
+        first = receiver.wait_for(1)[0]
+        assert first.verified and first.headers["x-veil-signature"].count("v1=") == 2
+        receiver.secret = new  # switched
+        httpx.post(f"{base}/v1/admin/webhooks/{sid}/ping", headers=auth("sk-admin"))
+        assert receiver.wait_for(2)[1].verified
+        # Rotated again with no grace: only the newest secret signs.
+        newest = call_rotate(base, sid, {"grace_seconds": 0})["secret"]
+        httpx.post(f"{base}/v1/admin/webhooks/{sid}/ping", headers=auth("sk-admin"))
+        third = receiver.wait_for(3)[2]
+        assert third.refusal == "mismatch" and third.headers["x-veil-signature"].count("v1=") == 1
+        receiver.secret = newest
+        other = httpx.post(f"{base}/v1/admin/webhooks/{sid}/rotate-secret", headers=auth("sk-other-admin"))
+        assert other.status_code == 404
+
+
+def call_rotate(base: str, sid: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = httpx.post(f"{base}/v1/admin/webhooks/{sid}/rotate-secret", json=body, headers=auth("sk-admin"))
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())

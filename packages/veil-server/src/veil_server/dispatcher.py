@@ -229,7 +229,7 @@ class WebhookDispatcher:
         error: str | None = None
         retry_in: float | None = None
         try:
-            if delivery.secret is None:
+            if not delivery.signing_secrets:
                 error = "secret_unreadable"
             else:
                 code, retry_in = await self._post(delivery)
@@ -268,10 +268,10 @@ class WebhookDispatcher:
             log.warning("webhook delivery %s: cannot log the attempt (%s)", delivery.id, type(exc).__name__)
 
     async def _post(self, delivery: Delivery) -> tuple[int, float | None]:
-        assert self._client is not None and delivery.secret is not None
+        assert self._client is not None
         url, host_header, extensions = await self._target(delivery.url)
         headers = {
-            "X-Veil-Signature": sign(delivery.secret, delivery.body),
+            "X-Veil-Signature": sign(delivery.signing_secrets, delivery.body),
             "X-Veil-Event": delivery.event,
             "X-Veil-Delivery": delivery.id,
         }

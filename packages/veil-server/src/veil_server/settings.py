@@ -154,6 +154,12 @@ class ReversalSettings(_Strict):
     request_ttl: float = Field(default=24 * 3600, gt=0)
     approval_ttl: float = Field(default=3600, gt=0)
 
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> ReversalSettings:
+        if self.approvers and len(set(self.approvers)) < self.required_approvals:
+            raise ValueError("server.reversal: fewer approvers listed than required_approvals")
+        return self
+
 
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"

@@ -45,6 +45,8 @@ MIGRATION = [
         url TEXT NOT NULL,
         events TEXT NOT NULL,
         secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_expires DOUBLE PRECISION,
         description TEXT,
         created_by TEXT,
         created DOUBLE PRECISION NOT NULL
@@ -166,8 +168,9 @@ class Delivery:
     body: bytes
     attempts: int
     url: str
-    secret: str | None
-    """None when it cannot be opened: the delivery fails (it could not be signed)."""
+    signing_secrets: tuple[str, ...]
+    """The current secret, then the previous one during a rotation's grace period. Empty when
+    they cannot be opened: the delivery fails (it is never sent unsigned)."""
 
 
 def _row_subscription(row: Sequence[Any]) -> Subscription:
@@ -240,6 +243,24 @@ class WebhookStore:
                 (subscription_id, tenant),
             )
         return _row_subscription(row) if row is not None else None
+
+    def rotate_secret(
+        self, tenant: str, subscription_id: str, *, grace: float, now: float | None = None
+    ) -> tuple[str, float] | None:
+        """A new secret for the subscription (returned here only). For `grace` seconds deliveries
+        are signed with both (one `v1=` each), so receivers switch without losing one. Returns the
+        secret and the end of the grace period, or None for an unknown subscription."""
+        self._migrate()
+        now = time.time() if now is None else now
+        secret = f"{SECRET_PREFIX}{secrets.token_urlsafe(32)}"
+        sealed = self.sealer.seal(_PURPOSE, tenant, subscription_id, secret)
+        with self.state.transaction() as tx:
+            changed = tx.execute(
+                "UPDATE webhook_subscriptions SET previous_secret = secret, previous_expires = ?, secret = ?"
+                " WHERE id = ? AND tenant = ?",
+                (now + grace, sealed, subscription_id, tenant),
+            )
+        return (secret, now + grace) if changed else None
 
     def delete(self, tenant: str, subscription_id: str) -> bool:
         """Remove a subscription with its secret, its pending deliveries and its log."""
@@ -332,8 +353,9 @@ class WebhookStore:
                 )
                 if changed:
                     row = tx.fetchone(
-                        "SELECT d.id, d.subscription_id, d.tenant, d.event, d.body, d.attempts, s.url, s.secret"
-                        " FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id"
+                        "SELECT d.id, d.subscription_id, d.tenant, d.event, d.body, d.attempts, s.url, s.secret,"
+                        " s.previous_secret, s.previous_expires FROM webhook_deliveries d"
+                        " JOIN webhook_subscriptions s ON s.id = d.subscription_id"
                         " WHERE d.id = ?",
                         (delivery_id,),
                     )
@@ -341,13 +363,16 @@ class WebhookStore:
                         claimed.append(row)
         out = []
         for row in claimed:
+            sealed = [str(row[7])]
+            if row[8] is not None and row[9] is not None and float(row[9]) > now:
+                sealed.append(str(row[8]))
             try:
-                secret: str | None = self.sealer.open(_PURPOSE, str(row[2]), str(row[1]), str(row[7]))
+                opened = tuple(self.sealer.open(_PURPOSE, str(row[2]), str(row[1]), value) for value in sealed)
             except VeilError:
-                secret = None  # the key ring lost the tenant's key (an in-memory vault restarted): cannot sign
+                opened = ()  # the key ring lost the tenant's key (an in-memory vault restarted): cannot sign
             out.append(
                 Delivery(str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]).encode(), int(row[5]),
-                         str(row[6]), secret)
+                         str(row[6]), opened)
             )  # fmt: skip
         return out
 

@@ -6,6 +6,7 @@
     DELETE /v1/admin/webhooks/{id}                 unsubscribe (its pending deliveries and log go too)
     GET    /v1/admin/webhooks/{id}/deliveries      the delivery log: status, attempts, codes, latency
     POST   /v1/admin/webhooks/{id}/ping            send a signed `webhook.ping` now
+    POST   /v1/admin/webhooks/{id}/rotate-secret   a new secret; the old one still signs for a grace period
 
 Another tenant's subscription id answers 404, like an unknown one.
 """
@@ -186,3 +187,33 @@ async def ping_subscription(
         raise _not_found(subscription_id)
     gateway.webhooks.wake()
     return JSONResponse({"object": "webhook_delivery", "id": delivery_id, "status": "pending"}, status_code=202)
+
+
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: float = Field(
+        default=86400, ge=0, le=30 * 86400, description="How long deliveries are also signed with the old secret."
+    )
+
+
+@router.post(
+    "/v1/admin/webhooks/{subscription_id}/rotate-secret",
+    summary="Rotate a subscription's signing secret (the new one is shown once)",
+    responses=ERROR_RESPONSES,
+)
+async def rotate_secret(
+    subscription_id: str,
+    request: Request,
+    caller: Annotated[Principal, Depends(principal)],
+    payload: RotateRequest | None = None,
+) -> dict[str, Any]:
+    _admin(caller)
+    grace = (payload or RotateRequest()).grace_seconds
+    store = gateway_of(request).webhooks.store
+    rotated = await run_state(lambda: store.rotate_secret(caller.tenant, subscription_id, grace=grace))
+    if rotated is None:
+        raise _not_found(subscription_id)
+    secret, until = rotated
+    return {"id": subscription_id, "object": "webhook_subscription", "secret": secret,
+            "previous_secret_expires": int(until)}  # fmt: skip
