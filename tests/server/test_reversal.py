@@ -15,12 +15,12 @@ import pytest
 from server_live import serve
 from services import POSTGRES_DSN, postgres_schema
 from veil_server import Settings, create_app
-from veil_server.approvals import StateApprovalStore
+from veil_server.approvals import StateApprovalStore, StateAuditStore
 from veil_server.sealing import FieldSealer
 from veil_server.state import StateDB
 
 from veil.audit import AuditLog
-from veil.errors import ApprovalError
+from veil.errors import ApprovalError, IntegrityError
 from veil.reveal import DualControl, RevealPolicy
 from veil.session import Veil
 
@@ -284,3 +284,51 @@ def test_only_listed_approvers_may_approve_when_a_list_is_configured(tmp_path: P
 def test_a_list_of_approvers_shorter_than_the_approvals_required_is_refused_at_start_up() -> None:
     with pytest.raises(ValueError, match="fewer approvers"):
         Settings(server={"reversal": {"required_approvals": 3, "approvers": ["a", "b"]}})
+
+
+def test_concurrent_audit_appends_keep_one_verifiable_chain(state: StateDB) -> None:
+    veil = Veil()
+    audit = AuditLog(StateAuditStore(state), veil.keyring)
+
+    def write(actor: str) -> None:
+        for n in range(15):
+            audit.record("approve", tenant="default", actor=actor, request=f"rvl_{actor}_{n}", approvals=n)
+
+    threads = [threading.Thread(target=write, args=(f"admin-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    verification = audit.verify()
+    assert verification.ok, verification.problems
+    assert verification.count == verification.head_seq == 60
+
+
+def test_an_edited_or_deleted_audit_record_is_detected(state: StateDB) -> None:
+    veil = Veil()
+    audit = AuditLog(StateAuditStore(state), veil.keyring)
+    for n in range(5):
+        audit.record("reveal_request", tenant="default", actor="alice", request=f"rvl_{n}", required=2)
+    head = audit.verify()
+    with state.transaction() as tx:
+        tx.execute("UPDATE audit_records SET actor = ? WHERE seq = ?", ("mallory", 2))
+    assert any("MAC mismatch" in problem for problem in audit.verify().problems)
+    with state.transaction() as tx:
+        tx.execute("UPDATE audit_records SET actor = ? WHERE seq = ?", ("alice", 2))
+        tx.execute("DELETE FROM audit_records WHERE seq = ?", (5,))
+    assert audit.verify().ok  # a truncated tail is only visible against a head kept elsewhere:
+    assert not audit.verify(expected_head=(head.head_seq, head.head_mac)).ok
+
+
+def test_a_sealed_reason_moved_to_another_request_does_not_open(state: StateDB) -> None:
+    veil = Veil()
+    store = StateApprovalStore(state, FieldSealer(veil.keyring))
+    control = DualControl(veil.reveal_mapping, veil.audit, store=store)
+    first = control.request(requester="alice", tenant="default", scope="a", reason="ticket 1")
+    second = control.request(requester="alice", tenant="default", scope="b", reason="ticket 2")
+    with state.transaction() as tx:
+        (sealed,) = tx.fetchone("SELECT reason FROM approval_requests WHERE id = ?", (first.id,)) or ("",)
+        tx.execute("UPDATE approval_requests SET reason = ? WHERE id = ?", (sealed, second.id))
+    assert store.load(first.id) is not None
+    with pytest.raises(IntegrityError):
+        store.load(second.id)

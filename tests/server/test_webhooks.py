@@ -345,3 +345,22 @@ def call_rotate(base: str, sid: str, body: dict[str, Any]) -> dict[str, Any]:
     answer = httpx.post(f"{base}/v1/admin/webhooks/{sid}/rotate-secret", json=body, headers=auth("sk-admin"))
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
+
+
+def test_a_streamed_request_is_flagged_and_a_429_retry_after_is_honoured(state: StateDB) -> None:
+    receiver = Receiver(statuses=[429], retry_after="1")
+    with receiving(receiver) as hook_url, serve(create_app(settings(), state=state)) as base:
+        created = subscribe(base, hook_url, ["anonymize.flagged"])
+        receiver.secret = created["secret"]
+        with httpx.stream("POST", f"{base}/v1/chat/completions", headers=auth("sk-chat"),
+                          json={"model": "echo", "stream": True,
+                                "messages": [{"role": "user", "content": TEXT}]}) as answer:  # fmt: skip
+            assert answer.status_code == 200
+            assert "[DONE]" in "".join(answer.iter_text())
+        throttled_copy, second = receiver.wait_for(2)
+        assert throttled_copy.body == second.body  # the same delivery, retried
+        assert json.loads(second.body)["data"]["endpoint"] == "/v1/chat/completions"
+        log = until(lambda: [d for d in deliveries(base, created["id"]) if d["status"] == "delivered"])[0]
+        throttled = log["log"][0]
+        assert throttled["status_code"] == 429
+        assert throttled["next_attempt"] - throttled["time"] >= 1.0  # Retry-After, not the 0.05 s backoff

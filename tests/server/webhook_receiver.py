@@ -27,6 +27,8 @@ class Receiver:
     secret: str | None = None
     statuses: list[int] = field(default_factory=list)
     """Answers in order; once used up, 200."""
+    retry_after: str | None = None
+    """Sent with every non-2xx answer."""
     received: list[Received] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -59,6 +61,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                                 refusal)  # fmt: skip
             status = receiver.answer(received)
             self.send_response(status)
+            if status >= 300 and receiver.retry_after is not None:
+                self.send_header("retry-after", receiver.retry_after)
             self.send_header("content-length", "0")
             self.end_headers()
 
