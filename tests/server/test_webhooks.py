@@ -119,6 +119,9 @@ def test_a_flagged_request_is_delivered_signed_retried_after_a_500_and_logged(st
         wait = retried["next_attempt"] - retried["time"]
         assert 0.025 <= wait <= 0.05
         assert "body" not in entry and EMAIL not in json.dumps(log)
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'veil_webhook_attempts_total{outcome="retry"} 1.0' in metrics
+        assert 'veil_webhook_attempts_total{outcome="delivered"} 1.0' in metrics
 
 
 def test_below_the_threshold_nothing_is_flagged(state: StateDB) -> None:

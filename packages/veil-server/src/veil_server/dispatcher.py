@@ -47,6 +47,7 @@ import httpx
 from veil.webhooks import sign
 from veil_server import __version__
 from veil_server.events import Event
+from veil_server.metrics import Metrics
 from veil_server.settings import WebhookSettings
 from veil_server.webhooks import Delivery, Status, WebhookStore, is_public
 
@@ -90,6 +91,7 @@ class WebhookDispatcher:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         instance: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -102,6 +104,7 @@ class WebhookDispatcher:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self.metrics = metrics
         self.dropped = 0
         self.errors = 0
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
@@ -113,6 +116,8 @@ class WebhookDispatcher:
         try:
             if len(self._buffer) >= self.settings.queue_size:
                 self.dropped += 1
+                if self.metrics is not None:
+                    self.metrics.webhook_dropped.inc()
                 log.warning("webhook buffer full: event %s (%s) dropped", event.id, event.name)
                 return
             self._buffer.append(event)
@@ -256,6 +261,8 @@ class WebhookDispatcher:
             status = "failed"
             if code is not None and error is None:
                 error = "gave_up" if retryable else "refused"
+        if self.metrics is not None:
+            self.metrics.webhook_attempts.labels("retry" if status == "pending" else status).inc()
         try:
             await anyio.to_thread.run_sync(
                 lambda: self.store.record_attempt(

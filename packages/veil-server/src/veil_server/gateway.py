@@ -106,7 +106,7 @@ class Gateway:
         self.state = state if state is not None else StateDB.for_url(settings.server.state_url)
         hooks = settings.server.webhooks
         store = WebhookStore(self.state, FieldSealer(self.veil.keyring), max_subscriptions=hooks.max_subscriptions)
-        self.webhooks = WebhookDispatcher(store, hooks, instance=self.instance)
+        self.webhooks = WebhookDispatcher(store, hooks, instance=self.instance, metrics=self.metrics)
         self.events = self.webhooks
         self.reversal = Reversal(self.state, self.veil.keyring, self.veil.reveal_mapping, settings.server.reversal)
 
