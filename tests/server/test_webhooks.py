@@ -367,3 +367,55 @@ def test_a_streamed_request_is_flagged_and_a_429_retry_after_is_honoured(state: 
         throttled = log["log"][0]
         assert throttled["status_code"] == 429
         assert throttled["next_attempt"] - throttled["time"] >= 1.0  # Retry-After, not the 0.05 s backoff
+
+
+def test_finished_deliveries_are_pruned_after_the_retention(state: StateDB) -> None:
+    store = WebhookStore(state, FieldSealer(Veil().keyring))
+    store.create("default", "https://hooks.example.com/a", ["completion.done"])
+    store.fan_out([Event("completion.done", "default", {"n": n}) for n in range(3)], now=100.0)
+    claimed = store.claim_due("me", limit=10, lease=60.0, now=100.0)
+    for delivery, status in zip(claimed, ("delivered", "failed", "pending"), strict=True):
+        store.record_attempt(delivery, "me", status=status, status_code=200, error=None, latency_ms=1.0,
+                             next_attempt=500.0 if status == "pending" else None, now=110.0)  # fmt: skip
+    assert store.prune(older_than=105.0) == 0
+    assert store.prune(older_than=200.0) == 2  # the pending one stays
+    with state.transaction() as tx:
+        assert tx.fetchone("SELECT COUNT(*) FROM webhook_attempts") == (1,)
+        assert tx.fetchone("SELECT status FROM webhook_deliveries") == ("pending",)
+
+
+def _pinned(addresses: list[str], url: str) -> tuple[str, str | None, dict[str, Any]] | str:
+    """The dispatcher's target for `url` when DNS answers `addresses` (the resolver is the fake here)."""
+    import asyncio
+    import socket
+
+    from veil_server.dispatcher import AddressRefused
+
+    async def run() -> tuple[str, str | None, dict[str, Any]] | str:
+        loop = asyncio.get_running_loop()
+
+        async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                    for a in addresses]  # fmt: skip
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign,assignment]
+        dispatcher = WebhookDispatcher.__new__(WebhookDispatcher)
+        dispatcher.settings = WebhookSettings(allow_private_addresses=False)
+        dispatcher._loop = loop
+        try:
+            return await dispatcher._target(url)
+        except AddressRefused:
+            return "refused"
+
+    return asyncio.run(run())
+
+
+def test_a_public_name_is_pinned_to_the_address_checked_and_a_rebinding_one_is_refused() -> None:
+    url, host, extensions = _pinned(["93.184.215.14"], "https://hooks.example.com:8443/veil?x=1")
+    assert url == "https://93.184.215.14:8443/veil?x=1"
+    assert host == "hooks.example.com:8443" and extensions == {"sni_hostname": "hooks.example.com"}
+    url, host, extensions = _pinned(["2606:2800:21f:cb07:6820:80da:af6b:8b2c"], "http://hooks.example.com/v")
+    assert url == "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/v" and host == "hooks.example.com"
+    assert extensions == {}
+    for answer in (["93.184.215.14", "10.0.0.5"], ["169.254.169.254"], ["::1"], ["::ffff:127.0.0.1"], []):
+        assert _pinned(answer, "https://hooks.example.com/veil") == "refused"

@@ -18,7 +18,8 @@ A 2xx answer is success. A network error, a timeout, 408, 429 or 5xx is retried 
 exponential backoff with jitter (honouring a 429/503 `Retry-After`), up to `max_attempts`;
 any other status (and a redirect, never followed) fails the delivery at once. Events still in
 the buffer when the process stops are lost (at most `queue_size`); delivery rows are not: a
-restarted process, or another replica, sends them (at least once).
+restarted process, or another replica, sends them (at least once). Finished deliveries and their
+log are deleted after `log_retention_days`.
 
 SSRF. Unless `server.webhooks.allow_private_addresses` is on, a receiver's host name is
 resolved before each attempt, every address must be public, and the request is sent to the
@@ -55,6 +56,7 @@ log = logging.getLogger("veil_server.webhooks")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 _BATCH = 500
+_PRUNE_EVERY = 3600.0
 
 
 def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -108,6 +110,7 @@ class WebhookDispatcher:
         self.dropped = 0
         self.errors = 0
         self._rng = random.Random()  # noqa: S311 - jitter, not a secret
+        self._pruned = 0.0
 
     # -- EventSink ----------------------------------------------------------------------------
 
@@ -191,6 +194,10 @@ class WebhookDispatcher:
             self._wake.clear()
 
     async def _step(self) -> None:
+        if time.monotonic() - self._pruned > _PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            horizon = time.time() - self.settings.log_retention_days * 86400
+            await anyio.to_thread.run_sync(self.store.prune, horizon)
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(_BATCH, len(self._buffer)))]
             try:

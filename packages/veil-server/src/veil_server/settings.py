@@ -143,6 +143,8 @@ class WebhookSettings(_Strict):
     """How often the dispatcher looks for due retries (also those another replica left)."""
     max_subscriptions: int = Field(default=50, ge=1)
     """Per tenant."""
+    log_retention_days: float = Field(default=30.0, gt=0)
+    """Delivered and failed deliveries (and their attempts) are deleted after this many days."""
 
 
 class ReversalSettings(_Strict):

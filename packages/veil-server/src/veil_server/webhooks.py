@@ -397,6 +397,20 @@ class WebhookStore:
                     (delivery.id, attempt, now, status_code, error, latency_ms, next_attempt),
                 )
 
+    def prune(self, older_than: float) -> int:
+        """Delete finished deliveries (delivered or failed) last updated before `older_than`, with their log."""
+        self._migrate()
+        with self.state.transaction() as tx:
+            tx.execute(
+                "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries"
+                " WHERE status IN ('delivered', 'failed') AND updated < ?)",
+                (older_than,),
+            )
+            return tx.execute(
+                "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND updated < ?",
+                (older_than,),
+            )
+
     def seconds_to_next_due(self, now: float | None = None) -> float | None:
         self._migrate()
         now = time.time() if now is None else now
