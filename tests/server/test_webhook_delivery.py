@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from loopback_receiver import Receiver, receiving
 from server_live import closed_port, serve
 from services import POSTGRES_DSN, postgres_schema
 from veil_server import Settings, create_app
@@ -23,7 +24,6 @@ from veil_server.sealing import FieldSealer
 from veil_server.settings import WebhookSettings
 from veil_server.state import StateDB
 from veil_server.webhooks import WebhookError, WebhookStore, check_url
-from webhook_receiver import Receiver, receiving
 
 from veil.session import Veil
 
