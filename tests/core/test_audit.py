@@ -160,6 +160,30 @@ def test_forged_approval_tokens_are_refused(veil: Veil) -> None:
         control.reveal(request.id, requester="alice", approval_tokens=["apv_forged"])
 
 
+def test_refusals_carry_a_code_and_refused_approvals_are_audited(veil: Veil) -> None:
+    control = veil.dual_control(RevealPolicy(required=2, approvers=frozenset({"bob", "carol"})))
+    request = control.request(requester="bob", tenant="default", scope="conv-42", reason="r")
+    codes = []
+    for approver in ("bob", "mallory", "carol", "carol"):
+        try:
+            control.approve(request.id, approver=approver)
+        except ApprovalError as refused:
+            codes.append(refused.code)
+    assert codes == ["self_approval", "not_eligible", "already_approved"]
+    with pytest.raises(ApprovalError) as caught:
+        control.reveal(request.id, requester="bob", approval_tokens=[])
+    assert caught.value.code == "insufficient_approvals"
+    with pytest.raises(ApprovalError) as caught:
+        control.approve("rvl_unknown", approver="carol")
+    assert caught.value.code == "not_found"
+    refused = [r.details for r in veil.audit.store.records() if r.event == "reveal_refused"]
+    assert [(d["step"], d["code"]) for d in refused] == [
+        ("approve", "self_approval"), ("approve", "not_eligible"), ("approve", "already_approved"),
+        ("reveal", "insufficient_approvals"), ("approve", "not_found"),
+    ]  # fmt: skip
+    assert veil.audit.verify().ok
+
+
 def test_an_impossible_policy_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         RevealPolicy(required=3, approvers=frozenset({"a", "b"}))

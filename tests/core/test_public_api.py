@@ -14,7 +14,7 @@ HEAVY = ("spacy", "torch", "gliner", "transformers", "langchain_core", "llama_in
 
 PUBLIC = """Anonymized ApprovalError ConfigError DetectionError Engine Entity InputError IntegrityError
 KeyUnavailable Policy Session Span TokenNotFound UserPattern VaultError VaultUnavailable Veil VeilError
-__version__ redact""".split()
+WebhookSignatureError __version__ redact""".split()
 
 
 def test_exported_names_are_exactly_the_documented_ones() -> None:
@@ -24,7 +24,14 @@ def test_exported_names_are_exactly_the_documented_ones() -> None:
 
 
 def test_error_hierarchy() -> None:
-    for error in (veil.ConfigError, veil.DetectionError, veil.InputError, veil.VaultError, veil.ApprovalError):
+    for error in (
+        veil.ConfigError,
+        veil.DetectionError,
+        veil.InputError,
+        veil.VaultError,
+        veil.ApprovalError,
+        veil.WebhookSignatureError,
+    ):
         assert issubclass(error, veil.VeilError)
     for error in (veil.TokenNotFound, veil.IntegrityError, veil.KeyUnavailable, veil.VaultUnavailable):
         assert issubclass(error, veil.VaultError)

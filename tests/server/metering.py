@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAILURE_MODELS, gateway_settings, sha256
+from gateway_setup import FAILURE_MODELS, gateway_settings, sha256
 from server_live import closed_port
 from services import POSTGRES_DSN
 from veil_server import Settings

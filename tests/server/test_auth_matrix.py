@@ -74,11 +74,30 @@ class Row:
     """The URL to call when the path has parameters (a function of the context when it must be made)."""
     ok: int | None = 200
     tenant_bound: bool = False
+    not_found: str = "key_not_found"
+    """The error code another tenant gets on a `tenant_bound` row."""
     tokens_accepted: bool = True
 
 
 def _acme_key(ctx: Context) -> str:
     return f"/v1/admin/keys/{ctx.acme_key_id()}"
+
+
+def _acme_webhook(suffix: str = "") -> Callable[[Context], str]:
+    def url(ctx: Context) -> str:
+        subscription, _ = ctx.gateway.webhooks.store.create("acme", HOOK, ["completion.done"])
+        return f"/v1/admin/webhooks/{subscription.id}{suffix}"
+
+    return url
+
+
+def _acme_approval(ctx: Context) -> str:
+    request = ctx.gateway.reversal.control.request(requester="someone", tenant="acme", scope="conv-1", reason="r")
+    return f"/v1/approvals/{request.id}/approve"
+
+
+HOOK = "http://127.0.0.1:9/hook"  # loopback, nothing listens: a ping's delivery fails at once, locally
+WEBHOOK = "/v1/admin/webhooks/{subscription_id}"
 
 
 ROUTES = [
@@ -96,6 +115,48 @@ ROUTES = [
     Row("GET", "/v1/admin/keys", "admin"),
     Row("GET", "/v1/admin/keys/{key_id}", "admin", url=_acme_key, tenant_bound=True),
     Row("DELETE", "/v1/admin/keys/{key_id}", "admin", url=_acme_key, tenant_bound=True),
+    Row("POST", "/v1/admin/webhooks", "admin", {"url": HOOK, "events": ["completion.done"]}, ok=201),
+    Row("GET", "/v1/admin/webhooks", "admin"),
+    Row("GET", WEBHOOK, "admin", url=_acme_webhook(), tenant_bound=True, not_found="webhook_not_found"),
+    Row("DELETE", WEBHOOK, "admin", url=_acme_webhook(), tenant_bound=True, not_found="webhook_not_found"),
+    Row(
+        "GET",
+        WEBHOOK + "/deliveries",
+        "admin",
+        url=_acme_webhook("/deliveries"),
+        tenant_bound=True,
+        not_found="webhook_not_found",
+    ),
+    Row(
+        "POST",
+        WEBHOOK + "/ping",
+        "admin",
+        url=_acme_webhook("/ping"),
+        ok=None,
+        tenant_bound=True,
+        not_found="webhook_not_found",
+    ),
+    Row(
+        "POST",
+        WEBHOOK + "/rotate-secret",
+        "admin",
+        url=_acme_webhook("/rotate-secret"),
+        ok=None,
+        tenant_bound=True,
+        not_found="webhook_not_found",
+    ),
+    Row("POST", "/v1/approvals", "reverse", {"scope": "conv-1", "reason": "the matrix"}, ok=201),
+    Row("GET", "/v1/approvals", "admin"),
+    Row(
+        "POST",
+        "/v1/approvals/{request_id}/approve",
+        "admin",
+        url=_acme_approval,
+        ok=None,
+        tenant_bound=True,
+        not_found="approval_request_not_found",
+    ),
+    Row("POST", "/v1/anonymization/reverse", "reverse", {"request_id": "rvl_0123456789abcdef01234567"}, ok=None),
     Row("GET", "/healthz", PUBLIC),
     Row("GET", "/readyz", PUBLIC),
     Row("GET", "/metrics", PUBLIC),
@@ -114,7 +175,8 @@ def ctx() -> Iterator[Context]:
         for tenant in TENANTS
         for scope in SCOPES
     ]
-    settings = Settings(server={"keys": keys, "state_url": "memory"}, vault={"url": "memory"},
+    hooks = {"allow_private_addresses": True, "max_subscriptions": 100_000}  # HOOK is loopback; many rows
+    settings = Settings(server={"keys": keys, "state_url": "memory", "webhooks": hooks}, vault={"url": "memory"},
                         policy={"ner": "off"})  # fmt: skip
     app = create_app(settings)
     with TestClient(app) as client:
@@ -170,7 +232,7 @@ def expected(row: Row, kind: str, tenant: str, scope: str | None) -> tuple[int |
     if row.scope != ANY_KEY and scope not in (row.scope, "admin"):
         return 403, "insufficient_scope"
     if row.tenant_bound and tenant != "acme":
-        return 404, "key_not_found"
+        return 404, row.not_found
     return row.ok, None
 
 

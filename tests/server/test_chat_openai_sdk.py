@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import CANARIES, CANARY_TEXT
+from gateway_setup import CANARIES, CANARY_TEXT
 from server_live import RecordingUpstream
 
 TOOLS = [

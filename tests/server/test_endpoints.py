@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import CANARIES, CANARY_TEXT
+from gateway_setup import CANARIES, CANARY_TEXT
 from server_live import RecordingUpstream
 
 AUTH = {"Authorization": "Bearer sk-veil-test"}

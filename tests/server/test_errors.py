@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import CANARIES, CANARY_TEXT, gateway_settings
+from gateway_setup import CANARIES, CANARY_TEXT, gateway_settings
 from server_live import RecordingUpstream, closed_port, serve
 from veil_server import create_app
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CANARIES, CANARY_TEXT
+from gateway_setup import CANARIES, CANARY_TEXT
 from server_live import RecordingUpstream
 
 

@@ -7,7 +7,7 @@ import json
 
 import httpx
 import openai
-from conftest import CANARIES, CANARY_TEXT
+from gateway_setup import CANARIES, CANARY_TEXT
 from server_live import RecordingUpstream
 from test_chat_openai_sdk import TOOLS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import sha256
+from gateway_setup import sha256
 from metering import RecordedEvents, metered_settings
 from pydantic import ValidationError
 from server_live import RecordingUpstream, closed_port, serve

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CANARIES
 from fastapi.testclient import TestClient
+from gateway_setup import CANARIES
 from veil_server import Settings, create_app
 
 from veil.detect.policy import Policy

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CANARY_TEXT, sha256
+from gateway_setup import CANARY_TEXT, sha256
 from metering import postgres_database, start_serve, wait_started
 from services import REDIS_URL, redis_prefix
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from conftest import CANARIES, CANARY_TEXT
+from gateway_setup import CANARIES, CANARY_TEXT
 from server_live import closed_port
 from veil_server import Settings
 from veil_server.auth import StaticKeyAuthenticator

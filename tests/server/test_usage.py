@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CANARIES, CANARY_TEXT
+from gateway_setup import CANARIES, CANARY_TEXT
 from metering import PRICE, RecordedEvents, metered_settings, postgres_database, proxied
 from server_live import RecordingUpstream, serve
 from services import POSTGRES_DSN, postgres_schema

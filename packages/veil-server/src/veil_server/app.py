@@ -22,10 +22,11 @@ from veil_server.auth import Authenticator
 from veil_server.errors import install_error_handlers
 from veil_server.gateway import Gateway
 from veil_server.middleware import GuardMiddleware
-from veil_server.routes import anonymize, chat, completions, embeddings, health, models, usage
+from veil_server.routes import anonymize, chat, completions, embeddings, health, models, reversal, usage, webhooks
 from veil_server.routes import keys as admin_keys
 from veil_server.routes import tokens as auth_tokens
 from veil_server.settings import Settings
+from veil_server.state import StateDB
 
 log = logging.getLogger("veil_server")
 
@@ -57,16 +58,19 @@ def create_app(
     *,
     authenticator: Authenticator | None = None,
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    state: StateDB | None = None,
 ) -> FastAPI:
     """The gateway for `settings` (default: `Settings.load()`). `authenticator` replaces the static
-    keys of the configuration; `transports` replace a provider's HTTP transport (by provider name)."""
+    keys of the configuration; `transports` replace a provider's HTTP transport (by provider name);
+    `state` replaces the state database of `server.state_url`."""
     settings = settings if settings is not None else Settings.load()
-    gateway = Gateway(settings, authenticator=authenticator, transports=transports)
+    gateway = Gateway(settings, authenticator=authenticator, transports=transports, state=state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load the detectors (NER models, when enabled) before the first request, not during it.
         await anyio.to_thread.run_sync(gateway.warm)
+        await gateway.webhooks.start()
         yield
         await gateway.aclose()
 
@@ -81,7 +85,8 @@ def create_app(
     app.guard_options = {"max_body_bytes": settings.server.max_body_bytes, "metrics": gateway.metrics}
     app.state.gateway = gateway
     install_error_handlers(app)
-    for module in (chat, completions, embeddings, models, anonymize, usage, health, auth_tokens, admin_keys):
+    for module in (chat, completions, embeddings, models, anonymize, usage, health, auth_tokens, admin_keys,
+                   webhooks, reversal):  # fmt: skip
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

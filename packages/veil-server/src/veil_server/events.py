@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +36,21 @@ class Event:
 
 class EventSink(Protocol):
     def emit(self, event: Event) -> None: ...
+
+
+def flagged_event(
+    *, tenant: str, key_id: str, request_id: str, endpoint: str, entities: Iterable[str], threshold: int | None
+) -> Event | None:
+    """`anonymize.flagged` when one request carried `threshold` values or more (None: below it, or off).
+
+    Data: the request and key ids, the endpoint, the count per entity type; never a value."""
+    counts = Counter(entities)
+    total = sum(counts.values())
+    if threshold is None or total < threshold:
+        return None
+    data = {"request_id": request_id, "key_id": key_id, "endpoint": endpoint, "pii_count": total,
+            "threshold": threshold, "pii_types": dict(sorted(counts.items()))}  # fmt: skip
+    return Event("anonymize.flagged", tenant, data)
 
 
 class NullEventSink:

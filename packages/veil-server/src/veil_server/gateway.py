@@ -30,17 +30,21 @@ from veil.errors import VeilError
 from veil.session import Session, Veil
 from veil_server.access import AccessAuthenticator
 from veil_server.access_tokens import TokenIssuer
+from veil_server.approvals import Reversal
 from veil_server.auth import Authenticator, StaticKeyAuthenticator
+from veil_server.dispatcher import WebhookDispatcher
 from veil_server.errors import ApiError, from_veil_error
 from veil_server.events import EventSink, NullEventSink
 from veil_server.keys import KeyStore, KeyStoreError, check_key_policy
 from veil_server.limits import Limiter, MemoryLimiter, RedisLimiter
 from veil_server.meter import Meter
 from veil_server.metrics import Metrics
+from veil_server.sealing import FieldSealer
 from veil_server.settings import ModelSettings, Settings, valid_scope_name
 from veil_server.state import StateDB
 from veil_server.upstream import Provider
 from veil_server.usage import UsageStore
+from veil_server.webhooks import WebhookStore
 
 T = TypeVar("T")
 
@@ -101,6 +105,7 @@ class Gateway:
         *,
         authenticator: Authenticator | None = None,
         transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+        state: StateDB | None = None,
     ) -> None:
         self.settings = settings
         self.policy = Policy.from_mapping(settings.policy, where="policy")
@@ -111,7 +116,8 @@ class Gateway:
         self.veil = build_veil(settings, base)
         self._veils[(self.policy.mode, None)] = self.veil
         # API keys, usage, approvals, audit and webhooks: one state database per gateway.
-        self.state = StateDB.for_url(settings.state_location())
+        self._owns_state = state is None  # a StateDB given by the caller is the caller's to close
+        self.state = state if state is not None else StateDB.for_url(settings.state_location())
         self.keys = KeyStore(self.state)
         self.tokens = TokenIssuer.for_settings(settings.server, self.keys.signing_secret)
         if authenticator is None:
@@ -138,14 +144,21 @@ class Gateway:
         self.limiter = build_limiter(settings, self.usage)
         # The meter emits through whatever sink the gateway has when an event happens.
         self.meter = Meter(settings, self.limiter, self.usage, lambda: self.events, self.metrics)
+        hooks = settings.server.webhooks
+        store = WebhookStore(self.state, FieldSealer(self.veil.keyring), max_subscriptions=hooks.max_subscriptions)
+        self.webhooks = WebhookDispatcher(store, hooks, instance=self.instance, metrics=self.metrics)
+        self.events = self.webhooks
+        self.reversal = Reversal(self.state, self.veil.keyring, self.veil.reveal_mapping, settings.server.reversal)
 
     async def aclose(self) -> None:
+        await self.webhooks.stop()
         for provider in self.providers.values():
             await provider.aclose()
         await self.meter.aclose()
         await self.limiter.aclose()
         self.veil.close()
-        self.state.close()
+        if self._owns_state:
+            self.state.close()
 
     def warm(self) -> None:
         """Load every NER model now (each language), so that no request waits for one."""

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 ENDPOINTS = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/anonymize",
     "/v1/anonymization/scan", "/v1/usage", "/healthz", "/readyz", "/metrics", "/openapi.json",
+    "/v1/admin/webhooks", "/v1/approvals", "/v1/anonymization/reverse",
 })  # fmt: skip
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -51,6 +52,14 @@ class Metrics:
                                registry=self.registry)  # fmt: skip
         self.usage_errors = Counter("veil_usage_errors", "Usage that could not be recorded at once (retried)",
                                     ["backend"], registry=self.registry)  # fmt: skip
+        self.webhook_attempts = Counter(
+            "veil_webhook_attempts", "Webhook delivery attempts, by outcome (delivered, retry, failed)", ["outcome"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.webhook_dropped = Counter(
+            "veil_webhook_events_dropped", "Events dropped because the webhook buffer was full",
+            registry=self.registry,
+        )  # fmt: skip
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -66,6 +66,9 @@ class KeyPolicy(_Strict):
     """May a request turn anonymization off (`X-Anonymize: false`)?"""
     entities: list[str] | None = None
     """The entity types this key's requests anonymize (None: the server policy's)."""
+    flag_threshold: int | None = Field(default=None, ge=1)
+    """Emit `anonymize.flagged` when a request of this key has this many values or more
+    (None: the server's `server.webhooks.flag_threshold`)."""
 
 
 class KeyLimits(_Strict):
@@ -119,6 +122,47 @@ class ApiKeySettings(_Strict):
         return hashlib.sha256(self.key.get_secret_value().encode()).digest()
 
 
+class WebhookSettings(_Strict):
+    """Signed webhook deliveries (see docs/webhooks.md)."""
+
+    flag_threshold: int | None = Field(default=10, ge=1)
+    """`anonymize.flagged` is emitted when one request has this many values or more (None: never)."""
+    allow_private_addresses: bool = False
+    """Deliver to loopback, private, link-local and other non-public addresses (SSRF: keep off in
+    production unless receivers are on your own network)."""
+    max_attempts: int = Field(default=8, ge=1, le=30)
+    backoff_seconds: float = Field(default=2.0, gt=0)
+    """The first retry's delay; each later one doubles it (with jitter), up to `backoff_max_seconds`."""
+    backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+    """Seconds a receiver has to answer one delivery."""
+    queue_size: int = Field(default=10_000, ge=1)
+    """Events waiting for the dispatcher; beyond it events are dropped (and counted), never blocking requests."""
+    concurrency: int = Field(default=8, ge=1, le=256)
+    poll_seconds: float = Field(default=5.0, gt=0)
+    """How often the dispatcher looks for due retries (also those another replica left)."""
+    max_subscriptions: int = Field(default=50, ge=1)
+    """Per tenant."""
+    log_retention_days: float = Field(default=30.0, gt=0)
+    """Delivered and failed deliveries (and their attempts) are deleted after this many days."""
+
+
+class ReversalSettings(_Strict):
+    """Dual control of `POST /v1/anonymization/reverse` (see docs/webhooks.md#reversal)."""
+
+    required_approvals: int = Field(default=2, ge=1, le=10)
+    approvers: list[str] = Field(default_factory=list)
+    """Key ids allowed to approve (empty: any key with scope `admin` of the tenant, never the requester)."""
+    request_ttl: float = Field(default=24 * 3600, gt=0)
+    approval_ttl: float = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> ReversalSettings:
+        if self.approvers and len(set(self.approvers)) < self.required_approvals:
+            raise ValueError("server.reversal: fewer approvers listed than required_approvals")
+        return self
+
+
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -151,6 +195,8 @@ class ServerSettings(_Strict):
     for up to this many seconds (saves a database round trip per request with PostgreSQL); a key
     revoked elsewhere is then refused by every replica within this many seconds (by the replica
     that revoked it, at once)."""
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    reversal: ReversalSettings = Field(default_factory=ReversalSettings)
 
 
 class VaultSettings(_Strict):

@@ -21,6 +21,7 @@ from veil.errors import (
     VaultError,
     VaultUnavailable,
     VeilError,
+    WebhookSignatureError,
 )
 from veil.tokens import redact
 
@@ -48,6 +49,7 @@ __all__ = [
     "VaultUnavailable",
     "Veil",
     "VeilError",
+    "WebhookSignatureError",
     "__version__",
     "redact",
 ]

@@ -10,7 +10,8 @@
     │   ├── TokenNotFound       no mapping for this token in this tenant and scope (or it expired)
     │   ├── IntegrityError      a row or record failed authentication: tampered, moved or corrupt
     │   └── KeyUnavailable      the key needed is missing, retired or unreachable
-    └── ApprovalError           dual control refused: approvals missing, reused, expired or self-given
+    ├── ApprovalError           dual control refused: approvals missing, reused, expired or self-given
+    └── WebhookSignatureError   a webhook delivery whose signature or timestamp does not verify
 
 Messages say what to do, and never contain the text being scanned: they carry option names,
 line numbers, entity names and counts only.
@@ -63,4 +64,24 @@ class KeyUnavailable(VaultError):
 
 
 class ApprovalError(VeilError):
-    """A dual-control request cannot proceed: approvals missing, reused, expired or self-given."""
+    """A dual-control request cannot proceed: approvals missing, reused, expired or self-given.
+
+    `code` names the refusal for programs (`self_approval`, `already_approved`, `expired`,
+    `already_revealed`, `not_requester`, `not_eligible`, `insufficient_approvals`, `not_found`,
+    `invalid_request`); the message says it for people."""
+
+    def __init__(self, message: str, *, code: str = "approval_refused") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WebhookSignatureError(VeilError, ValueError):
+    """A webhook delivery failed verification (veil.webhooks.verify): refuse it.
+
+    `reason` is `malformed` (no or unreadable X-Veil-Signature header), `mismatch` (altered body
+    or another secret), `expired` (timestamp older than the tolerance: a replay) or `future`
+    (timestamp ahead of the tolerance: clock skew)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

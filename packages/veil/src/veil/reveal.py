@@ -89,7 +89,7 @@ class MemoryApprovalStore:
         with self._lock:
             current = self._requests.get(request_id)
             if current is None:
-                raise ApprovalError(f"no reveal request {request_id}")
+                raise ApprovalError(f"no reveal request {request_id}", code="not_found")
             updated = change(current)
             self._requests[request_id] = updated
             return updated
@@ -120,7 +120,7 @@ class DualControl:
 
     def request(self, *, requester: str, tenant: str, scope: str, reason: str) -> RevealRequest:
         if not requester or not reason.strip():
-            raise ApprovalError("a reveal request needs a requester and a reason")
+            raise ApprovalError("a reveal request needs a requester and a reason", code="invalid_request")
         now = self.clock()
         request = RevealRequest(
             id=f"rvl_{secrets.token_hex(12)}", tenant=tenant, scope=scope, requester=requester, reason=reason,
@@ -138,22 +138,34 @@ class DualControl:
 
         def change(request: RevealRequest) -> RevealRequest:
             if request.expires <= now:
-                raise ApprovalError(f"reveal request {request.id} has expired")
+                raise ApprovalError(f"reveal request {request.id} has expired", code="expired")
             if request.revealed:
-                raise ApprovalError(f"reveal request {request.id} was already used")
+                raise ApprovalError(f"reveal request {request.id} was already used", code="already_revealed")
             if approver == request.requester:
-                raise ApprovalError("the requester cannot approve their own reveal request")
+                raise ApprovalError("the requester cannot approve their own reveal request", code="self_approval")
             if self.policy.approvers and approver not in self.policy.approvers:
-                raise ApprovalError(f"{approver!r} is not an eligible approver")
+                raise ApprovalError(f"{approver!r} is not an eligible approver", code="not_eligible")
             if any(a.approver == approver for a in request.approvals):
-                raise ApprovalError(f"{approver!r} has already approved reveal request {request.id}")
+                raise ApprovalError(
+                    f"{approver!r} has already approved reveal request {request.id}", code="already_approved"
+                )
             approval = Approval(approver, _hash(token), now + self.policy.approval_ttl)
             return replace(request, approvals=(*request.approvals, approval))
 
-        request = self.store.update(request_id, change)
+        try:
+            request = self.store.update(request_id, change)
+        except ApprovalError as refused:
+            self._refused(request_id, approver, refused, step="approve")
+            raise
         self.audit.record("approve", tenant=request.tenant, actor=approver, request=request.id,
                           approvals=len(request.approvals))  # fmt: skip
         return token
+
+    def _refused(self, request_id: str, actor: str, refused: ApprovalError, *, step: str) -> None:
+        stored = self.store.load(request_id)
+        self.audit.record("reveal_refused", tenant=stored.tenant if stored else "unknown", actor=actor,
+                          request=request_id, step=step, code=refused.code,
+                          reason=str(refused)[:_REASON_CHARS])  # fmt: skip
 
     def reveal(self, request_id: str, *, requester: str, approval_tokens: Sequence[str]) -> dict[str, str]:
         """The scope's mapping, if enough distinct, valid, unused approval tokens are presented."""
@@ -163,11 +175,13 @@ class DualControl:
 
         def change(request: RevealRequest) -> RevealRequest:
             if request.requester != requester:
-                raise ApprovalError("only the requester can use the approvals of a reveal request")
+                raise ApprovalError(
+                    "only the requester can use the approvals of a reveal request", code="not_requester"
+                )
             if request.revealed:
-                raise ApprovalError(f"reveal request {request.id} was already used")
+                raise ApprovalError(f"reveal request {request.id} was already used", code="already_revealed")
             if request.expires <= now:
-                raise ApprovalError(f"reveal request {request.id} has expired")
+                raise ApprovalError(f"reveal request {request.id} has expired", code="expired")
             updated = []
             for approval in request.approvals:
                 matched = any(hmac.compare_digest(approval.token_hash, candidate) for candidate in presented)
@@ -179,16 +193,15 @@ class DualControl:
             if len(approvers) < request.required:
                 raise ApprovalError(
                     f"reveal request {request.id} needs {request.required} valid approvals from distinct approvers; "
-                    f"{len(approvers)} presented"
+                    f"{len(approvers)} presented",
+                    code="insufficient_approvals",
                 )
             return replace(request, approvals=tuple(updated), revealed=True)
 
         try:
             request = self.store.update(request_id, change)
         except ApprovalError as refused:
-            stored = self.store.load(request_id)
-            self.audit.record("reveal_refused", tenant=stored.tenant if stored else "unknown", actor=requester,
-                              request=request_id, reason=str(refused)[:_REASON_CHARS])  # fmt: skip
+            self._refused(request_id, requester, refused, step="reveal")
             raise
         mapping = self._mapping_of(request.tenant, request.scope)
         self.audit.record("reveal", tenant=request.tenant, actor=requester, request=request.id, scope=request.scope,

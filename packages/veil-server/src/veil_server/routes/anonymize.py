@@ -14,6 +14,7 @@ from veil.tokens import format_token, parse_token
 from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal, request_size
+from veil_server.routes.chat import flag_pii
 from veil_server.schemas import (
     ERROR_RESPONSES,
     AnonymizeRequest,
@@ -95,6 +96,7 @@ async def anonymize_text(
         return result.text, mapping, result
 
     text, mapping, result = await gateway.run(run, size=request_size(request), named=payload.scope is not None)
+    flag_pii(gateway, request, caller, [r.span.entity for r in result.replacements], "/v1/anonymize")
     llm, answer = None, None
     if provider_model is not None:
         model, provider = provider_model

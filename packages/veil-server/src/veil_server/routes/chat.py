@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from veil_server.auth import Principal
 from veil_server.conversation import Turn, decide, not_anonymized_block, strip_veil_fields
 from veil_server.errors import ApiError
+from veil_server.events import flagged_event
 from veil_server.gateway import Gateway
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.schemas import ERROR_RESPONSES, ChatCompletionRequest, ChatCompletionResponse
@@ -34,11 +36,29 @@ async def start_turn(
     return turn, decision
 
 
-def record_pii(gateway: Gateway, turn: Turn | None, endpoint: str, started: float) -> None:
+def record_pii(
+    gateway: Gateway, turn: Turn | None, endpoint: str, started: float, *, request: Request | None = None,
+    caller: Principal | None = None,
+) -> None:  # fmt: skip
     gateway.metrics.anonymize_seconds.labels(endpoint).observe(time.perf_counter() - started)
     if turn is not None:
         for replacement in turn.replacements:
             gateway.metrics.pii.labels(replacement.span.entity).inc()
+        if request is not None and caller is not None:
+            flag_pii(gateway, request, caller, [r.span.entity for r in turn.replacements], endpoint)
+
+
+def flag_pii(gateway: Gateway, request: Request, caller: Principal, entities: list[str], endpoint: str) -> None:
+    """`anonymize.flagged` when this request carried the key's (else the server's) threshold of values."""
+    threshold = caller.policy.flag_threshold or gateway.settings.server.webhooks.flag_threshold
+    if threshold is None or len(entities) < threshold:
+        return
+    request_id = getattr(request.state, "request_id", None) or f"req_{uuid.uuid4().hex[:24]}"
+    request.state.request_id = request_id
+    event = flagged_event(tenant=caller.tenant, key_id=caller.key_id, request_id=request_id, endpoint=endpoint,
+                          entities=entities, threshold=threshold)  # fmt: skip
+    if event is not None:
+        gateway.events.emit(event)
 
 
 @router.post(
@@ -66,7 +86,7 @@ async def create_chat_completion(
         outbound = await gateway.run(
             lambda: anonymizing.anonymize_chat(outbound), size=request_size(request), named=turn.named_scope
         )
-    record_pii(gateway, turn, "/v1/chat/completions", started)
+    record_pii(gateway, turn, "/v1/chat/completions", started, request=request, caller=caller)
     upstream_started = time.perf_counter()
     if payload.stream:
         try:

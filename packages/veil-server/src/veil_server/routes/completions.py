@@ -55,7 +55,7 @@ async def create_completion(
             return out
 
         outbound = await gateway.run(anonymize, size=request_size(request), named=turn.named_scope)
-    record_pii(gateway, turn, "/v1/completions", started)
+    record_pii(gateway, turn, "/v1/completions", started, request=request, caller=caller)
     try:
         if payload.stream:
             upstream = await provider.open_stream("/completions", outbound)

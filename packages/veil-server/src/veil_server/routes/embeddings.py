@@ -45,7 +45,7 @@ async def create_embeddings(
             return anonymizing.anonymize_fields(outbound, data_keys=("input",))
 
         outbound = await gateway.run(anonymize, size=request_size(request), named=True)
-    record_pii(gateway, turn, "/v1/embeddings", started)
+    record_pii(gateway, turn, "/v1/embeddings", started, request=request, caller=caller)
     try:
         answer = await provider.post("/embeddings", outbound)
     except ApiError as exc:
