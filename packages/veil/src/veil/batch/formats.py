@@ -118,7 +118,7 @@ def process_jsonl(context: Context) -> None:
         if not raw.strip():
             continue
         try:
-            row = json.loads(_decode(raw))
+            row = json.loads(_decode(raw.rstrip(b"\r\n")))
             if not isinstance(row, dict):
                 raise Malformed(f"expected a JSON object, got {type(row).__name__}")
             for column in columns:

@@ -339,9 +339,14 @@ class BatchRun:
             broken = False
             try:
                 while (pending or running) and not broken:
-                    while pending and len(running) < 2 * self.jobs:
-                        shard = pending.popleft()
-                        running[pool.submit(_work, shard, str(self.checkpoint.parts))] = shard
+                    while pending and len(running) < 2 * self.jobs and not broken:
+                        shard = pending[0]
+                        try:
+                            running[pool.submit(_work, shard, str(self.checkpoint.parts))] = shard
+                        except BrokenProcessPool:
+                            broken = True
+                        else:
+                            pending.popleft()
                     finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                     bar.draw()
                     for future in sorted(finished, key=lambda f: running[f].index):
