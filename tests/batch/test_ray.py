@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RULES, options, write_jsonl
+from batch_corpora import RULES, options, write_jsonl
 
 from veil.batch import run
 from veil.errors import ConfigError

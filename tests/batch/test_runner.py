@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RULES, options, read_tree, write_csv, write_jsonl
+from batch_corpora import RULES, options, read_tree, write_csv, write_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -175,7 +175,7 @@ def test_malformed_rows_are_skipped_counted_and_never_copied_through(tmp_path: P
     summary = run([tmp_path / "in"], tmp_path / "out", options(on_error="skip"), jobs=2, progress=False)
     assert summary.malformed == 3 and summary.documents == 51
     assert summary.errors == [
-        "a.jsonl, line 51: not valid JSON (Expecting ',' delimiter at column 36)",
+        "a.jsonl, line 51: not valid JSON (Expecting ',' delimiter at column 37)",
         'a.jsonl, line 52: field "text" must be a string, got int',
         "a.jsonl, line 54: not UTF-8 text (invalid byte at column 24)",
     ]
