@@ -27,7 +27,9 @@ def write_jsonl(path: Path, rows: int, seed: int = 1) -> list[str]:
     texts = [ticket(rng, i) for i in range(rows)]
     with open(path, "w", encoding="utf-8") as handle:
         for i, text in enumerate(texts):
-            handle.write(json.dumps({"id": i, "text": text, "lang": "fr"}, ensure_ascii=False) + "\n")
+            # A language field, honoured row by row (by the CLI's workers and by Ray alike).
+            row = {"id": i, "text": text, "language": "fr" if i % 3 else "en"}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return texts
 
 

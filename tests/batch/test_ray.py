@@ -20,7 +20,14 @@ from veil.batch.ray import anonymize_dataset, scan_dataset  # noqa: E402
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    for attempt in (1, 2):  # on a loaded machine the raylet may miss Ray's fixed 30 s start-up wait
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()

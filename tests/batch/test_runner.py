@@ -84,7 +84,7 @@ def test_two_workers_write_byte_for_byte_what_one_writes(corpus: Path, tmp_path:
     assert one.entities == two.entities and one.entities["EMAIL"] == 300 + 120 + 200
     out = (tmp_path / "two" / "a.jsonl").read_text(encoding="utf-8")
     assert "@exemple.ca" not in out and "[EMAIL]" in out
-    assert json.loads(out.splitlines()[0])["lang"] == "fr"  # other fields kept
+    assert json.loads(out.splitlines()[0])["language"] == "en"  # other fields kept
 
 
 def test_workers_sharing_a_vault_give_each_value_one_token(corpus: Path, tmp_path: Path) -> None:
@@ -123,6 +123,24 @@ def test_csv_columns_are_anonymized_and_the_rest_kept(tmp_path: Path) -> None:
     assert rows[5][2] == "note 4" and "[EMAIL]" in rows[5][1] and "\n" in rows[5][1]
     with pytest.raises(ConfigError, match=r"no column text \(its columns: id, body, note\)"):
         run([tmp_path / "t.csv"], tmp_path / "three", options(), progress=False)
+
+
+def test_a_csv_language_column_is_not_taken_for_text(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text(
+        "id,language,body\n1,fr,Mon code postal est H2X 1Y4\n2,en,My postcode is H2X 1Y4\n", encoding="utf-8"
+    )
+    summary = run([tmp_path / "t.csv"], tmp_path / "spans.jsonl", options(action="scan", columns=("body",),
+                  language="auto"), progress=False)  # fmt: skip
+    assert summary.documents == 2
+    lines = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["line"] for line in lines] == [2, 3]
+    assert [[s["entity"] for s in line["spans"]["body"]] for line in lines] == [["CA_POSTAL_CODE"]] * 2
+
+
+def test_a_lone_csv_file_without_batch_options_is_scanned_as_text_as_before(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("id,body\n1,jean@exemple.ca\n", encoding="utf-8")
+    result = veil_cli("scan", str(tmp_path / "t.csv"), "--ner", "off")
+    assert result.returncode == 0 and "EMAIL" in result.stdout and "jean@exemple.ca" in result.stdout
 
 
 def test_parquet_columns_are_anonymized_nulls_and_schema_kept(tmp_path: Path) -> None:

@@ -595,6 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"veil {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        if getattr(args, "batch_run", False):
+            print(f"veil {args.command}: interrupted; finished shards are kept: run the same command again to "
+                  "resume", file=sys.stderr)  # fmt: skip
+            return 130
         print(f"veil {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -21,11 +21,12 @@ BATCH_OPTIONS = ("jobs", "columns", "format", "on_error", "restart", "quiet", "s
 
 
 def wants_batch(args: argparse.Namespace) -> bool:
-    """Folders, several inputs, CSV or Parquet files, or a batch option: a batch run."""
+    """Folders, several inputs, Parquet files, or a batch option: a batch run. (A single CSV file
+    without batch options is scanned as text, as it always was: give --columns to read it as CSV.)"""
     inputs: list[str] = args.input
     if len(inputs) > 1 or any(getattr(args, name, None) not in (None, False) for name in BATCH_OPTIONS):
         return True
-    return any(Path(p).is_dir() or Path(p).suffix.lower() in (".csv", ".parquet", ".pq") for p in inputs if p != "-")
+    return any(Path(p).is_dir() or Path(p).suffix.lower() in (".parquet", ".pq") for p in inputs if p != "-")
 
 
 def size(text: str) -> int:
@@ -51,6 +52,7 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
 
 
 def run_batch(args: argparse.Namespace, action: str, engine_policy: Any) -> int:
+    args.batch_run = True  # for `main`: an interrupted batch keeps its finished shards
     from veil.batch.processor import BatchOptions  # noqa: PLC0415
     from veil.batch.runner import BatchRun  # noqa: PLC0415
     from veil.batch.shards import DEFAULT_SHARD_BYTES  # noqa: PLC0415

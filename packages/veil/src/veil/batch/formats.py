@@ -6,6 +6,9 @@ input. A malformed row is reported by file and line (Parquet: row) with the reas
 its content (it may hold personal data), and then stops the run or is left out of the output
 (`on_error`): a row veil could not read is never copied through unanonymized.
 
+A `language` field or column (en, fr or auto), when present, sets each row's language; other
+rows are read in `BatchOptions.language`.
+
 Outputs:
 - anonymize: the input's format and layout, chosen fields or columns replaced;
 - scan: one JSON line per document, `{"source", "line" | "row", "spans": {field: [span, ...]}}`,
@@ -178,6 +181,7 @@ def process_csv(context: Context) -> None:
     header = csv_header(shard.file, shard.header_end)
     columns = context.columns()
     indexes = [header.index(column) for column in columns]
+    language = header.index("language") if "language" in header and "language" not in columns else None
     writer = csv.writer(context.out, lineterminator="\n")
     if shard.first and context.options.action == "anonymize":
         writer.writerow(header)
@@ -205,20 +209,18 @@ def process_csv(context: Context) -> None:
             continue
         batch.append((line, row))
         if len(batch) >= context.options.batch_rows:
-            _flush_csv(context, batch, columns, indexes, writer)
+            _flush_csv(context, batch, columns, indexes, language=language, writer=writer)
             batch = []
-    _flush_csv(context, batch, columns, indexes, writer)
+    _flush_csv(context, batch, columns, indexes, language=language, writer=writer)
 
 
 def _flush_csv(context: Context, batch: list[tuple[int, list[str]]], columns: tuple[str, ...], indexes: list[int],
-               writer: Any) -> None:  # fmt: skip
+               *, language: int | None, writer: Any) -> None:  # fmt: skip
     if not batch:
         return
     where = [(i, c) for i, (_, row) in enumerate(batch) for c in range(len(columns)) if row[indexes[c]]]
-    language = context.options.language
-    results = context.processor.process(
-        [batch[i][1][indexes[c]] for i, c in where], [language] * len(where), context.session
-    )
+    languages = [batch[i][1][language] if language is not None else None for i, _ in where]
+    results = context.processor.process([batch[i][1][indexes[c]] for i, c in where], languages, context.session)
     found: list[dict[str, list[Any]]] = [{} for _ in batch]
     for (i, c), result in zip(where, results, strict=True):
         found[i][columns[c]] = list(result.spans)

@@ -8,6 +8,7 @@ into the output, so memory stays bounded by a row group.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,9 +76,11 @@ def process_parquet(context: Context, part: Path | None) -> None:
         for batch in source.iter_batches(batch_size=READ_ROWS, row_groups=groups) if groups else []:
             table = pa.Table.from_batches([batch])
             values = {column: table.column(column).to_pylist() for column in columns}
+            languages = row_languages(table, columns)
             spans: dict[str, list[list[Any]]] = {column: [[] for _ in range(table.num_rows)] for column in columns}
             for first in range(0, table.num_rows, context.options.batch_rows):
-                _process_rows(context, values, spans, first, min(table.num_rows, first + context.options.batch_rows))
+                end = min(table.num_rows, first + context.options.batch_rows)
+                _process_rows(context, values, languages, spans, start=first, end=end)
             context.stats.documents += table.num_rows
             if writer is not None:
                 for column in columns:
@@ -94,11 +97,18 @@ def process_parquet(context: Context, part: Path | None) -> None:
             writer.close()
 
 
-def _process_rows(context: Context, values: dict[str, list[Any]], spans: dict[str, list[list[Any]]], start: int,
-                  end: int) -> None:  # fmt: skip
+def row_languages(table: Any, columns: Sequence[str]) -> list[Any]:
+    """Each row's `language` column value (en, fr, auto; anything else means the run's), if any."""
+    if "language" in table.schema.names and "language" not in columns:
+        return list(table.column("language").to_pylist())
+    return [None] * table.num_rows
+
+
+def _process_rows(context: Context, values: dict[str, list[Any]], languages: list[Any],
+                  spans: dict[str, list[list[Any]]], *, start: int, end: int) -> None:  # fmt: skip
     where = [(column, i) for i in range(start, end) for column in values if values[column][i]]
-    language = context.options.language
-    results = context.processor.process([values[c][i] for c, i in where], [language] * len(where), context.session)
+    chosen = [languages[i] for _, i in where]
+    results = context.processor.process([values[c][i] for c, i in where], chosen, context.session)
     for (column, i), result in zip(where, results, strict=True):
         values[column][i] = result.text
         spans[column][i] = list(result.spans)

@@ -51,7 +51,7 @@ class DatasetWorker:
         self.processor = Processor(options)
 
     def __call__(self, batch: Any) -> Any:
-        from veil.batch.parquet import pyarrow, string_array  # noqa: PLC0415
+        from veil.batch.parquet import pyarrow, row_languages, string_array  # noqa: PLC0415
 
         pa, _ = pyarrow()
         session = self.processor.session()
@@ -62,8 +62,8 @@ class DatasetWorker:
                 if value is not None and not isinstance(value, str):
                     raise InputError(f'column "{column}" holds a {type(value).__name__}, not text')
         where = [(column, i) for i in range(batch.num_rows) for column in columns if values[column][i]]
-        language = self.options.language
-        results = self.processor.process([values[c][i] for c, i in where], [language] * len(where), session)
+        languages = row_languages(batch, columns)
+        results = self.processor.process([values[c][i] for c, i in where], [languages[i] for _, i in where], session)
         spans: dict[str, list[list[dict[str, Any]]]] = {c: [[] for _ in range(batch.num_rows)] for c in columns}
         counts: dict[str, int] = {}
         for (column, i), result in zip(where, results, strict=True):
