@@ -48,7 +48,7 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
                        help="a malformed row stops the run (default) or is left out, reported and counted")  # fmt: skip
     group.add_argument("--restart", action="store_true", help="discard the checkpoint of an earlier run")
     group.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
-    group.add_argument("--shard-size", type=size, help="input per shard, the unit of work and resumption (default 8M)")
+    group.add_argument("--shard-size", type=size, help="input per shard, the unit of work and resumption (default 1M)")
 
 
 def run_batch(args: argparse.Namespace, action: str, engine_policy: Any) -> int:

@@ -36,7 +36,7 @@ EXTENSIONS: dict[str, Format] = {
     ".md": "text",
     ".log": "text",
 }
-DEFAULT_SHARD_BYTES = 8 << 20
+DEFAULT_SHARD_BYTES = 1 << 20
 _BLOCK = 1 << 20
 
 
