@@ -9,6 +9,8 @@
     veil keys create|list|revoke        the gateway's API keys (distribution veil-server)
     veil audit verify                   check the audit log's chain
     veil vault erase --scope S | --subject ID
+    veil anonymize DIR|FILE... -o OUT/  batch: folders, JSON Lines, CSV, Parquet, text, on every core
+    veil scan DIR|FILE... -o SPANS.jsonl   (--jobs, --columns, --format, --on-error; see docs/batch.md)
     veil eval --data GOLD.jsonl         precision / recall / F1 per entity against gold data
     veil doctor                         which detectors, models, languages and extras are active
     veil serve [--config veil.toml]     the OpenAI-compatible gateway (distribution veil-server)
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from veil import __version__
+from veil.batch.cli import add_arguments as add_batch_arguments
 from veil.detect.engine import Engine
 from veil.detect.policy import MODES, NER_MODES, Policy
 from veil.entities import LANGUAGES, Span
@@ -170,6 +173,10 @@ def _output(path: str | None) -> Iterator[IO[str]]:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
+    return Engine(_policy(args), language=args.language)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
     policy = Policy.from_toml(args.config) if args.config else Policy()
     changes: dict[str, Any] = {}
     if args.mode:
@@ -186,7 +193,18 @@ def _engine(args: argparse.Namespace) -> Engine:
         raise ConfigError(
             str(exc).replace("policy.entities", "--entities").replace("policy.exclude", "--exclude")
         ) from None
-    return Engine(policy, language=args.language)
+    return policy
+
+
+def _batch_or_single(args: argparse.Namespace, action: str) -> int | None:
+    """Run a batch (folders, several files, CSV, Parquet, --jobs …) and return its status, or
+    leave `args.input` as the single text file or stream to process and return None."""
+    from veil.batch.cli import run_batch, wants_batch  # noqa: PLC0415
+
+    if wants_batch(args):
+        return run_batch(args, action, _policy(args))
+    args.input = args.input[0]
+    return None
 
 
 def _language_arg(args: argparse.Namespace) -> str | None:
@@ -225,6 +243,8 @@ def _detect_rows(engine: Engine, rows: list[tuple[Any, str, Any]]) -> list[list[
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    if (status := _batch_or_single(args, "scan")) is not None:
+        return status
     engine = _engine(args)
     text = read_text(args.input)
     name = "standard input" if args.input == "-" else args.input
@@ -275,6 +295,8 @@ def _open_veil(args: argparse.Namespace, *, engine: Engine | None = None, create
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
+    if (status := _batch_or_single(args, "anonymize")) is not None:
+        return status
     if args.scope:
         return _anonymize_reversibly(args)
     engine = _engine(args)
@@ -497,7 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--actor", help="who runs the command, for the audit log")
 
     scan = commands.add_parser("scan", help="print the PII spans of a text")
-    scan.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
+    scan.add_argument(
+        "input", nargs="*", default=["-"], help="a UTF-8 text file, or - for standard input; or files and folders"
+    )
     scan.add_argument(
         "--jsonl",
         action="store_true",
@@ -507,14 +531,19 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
     scan.add_argument("--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found")
     common(scan)
+    add_batch_arguments(scan)
     scan.set_defaults(handler=cmd_scan)
 
     anonymize = commands.add_parser("anonymize", help="print the text with its PII redacted")
-    anonymize.add_argument("input", nargs="?", default="-", help="a UTF-8 text file, or - for standard input")
+    anonymize.add_argument(
+        "input", nargs="*", default=["-"], help="a UTF-8 text file, or - for standard input; or files and folders"
+    )
     anonymize.add_argument(
         "--jsonl", action="store_true", help='input is JSON Lines; output {"id", "text", "spans"} per line'
     )
-    anonymize.add_argument("-o", "--output", help="write to this file (atomically) instead of standard output")
+    anonymize.add_argument(
+        "-o", "--output", help="write to this file (atomically) instead of standard output; a folder for a batch run"
+    )
     anonymize.add_argument(
         "--fail-on-pii", action="store_true", help=f"exit with status {EXIT_FOUND} if any PII is found"
     )
@@ -523,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--subject", help="with --scope: file the values under this data subject (for erasure)")
     common(anonymize)
     vault_options(anonymize)
+    add_batch_arguments(anonymize)
     anonymize.set_defaults(handler=cmd_anonymize)
 
     restore = commands.add_parser("restore", help="replace tokens by their values (from the vault)")
@@ -585,6 +615,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"veil {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        if getattr(args, "batch_run", False):
+            print(f"veil {args.command}: interrupted; finished shards are kept: run the same command again to "
+                  "resume", file=sys.stderr)  # fmt: skip
+            return 130
         print(f"veil {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
     except BrokenPipeError:
