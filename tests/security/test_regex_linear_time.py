@@ -6,7 +6,7 @@ splitter), inputs built to make a backtracking engine retry work (see regex_atta
 scanned at two sizes, in CPU time of the test process. Linear code takes about ten times longer
 on ten times the text; the test fails when the ratio exceeds 15. Times are the minimum of
 repeated runs, so a busy machine slows a run down but cannot fake a superlinear ratio; a large
-scan under 5 ms passes outright (a quadratic scan takes seconds, and timer noise rules below).
+scan under 10 ms passes outright (a quadratic scan takes seconds, and timer noise rules below).
 
 The normal suite tries each target's most expensive input (screened among a short list) at 5 KB
 and 50 KB; the long run (`--runslow`, see docs/reliability.md) tries the three worst of a
@@ -24,7 +24,7 @@ from veil import Policy, UserPattern
 from veil.detect.custom import UserPatternDetector
 
 TARGETS = builtin_targets()
-FAST_ENOUGH = 0.005  # seconds for 100 KB: no superlinear scan is that fast at this size
+FAST_ENOUGH = 0.01  # seconds for the large text: no superlinear scan is that fast at this size
 
 
 def _ratio(target: Target, small: str, large: str) -> tuple[float, float, float]:
