@@ -64,7 +64,7 @@ def _fuzz_all(tmp_path: Path, *, seconds: int, runs: int | None) -> None:
 
 def test_a_short_atheris_run_of_every_target_finds_nothing(tmp_path: Path) -> None:
     _atheris_or_skip()
-    _fuzz_all(tmp_path, seconds=2, runs=2000)
+    _fuzz_all(tmp_path, seconds=1, runs=2000)
 
 
 @pytest.mark.slow
