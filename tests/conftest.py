@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 for variable, value in {
     "HAYSTACK_TELEMETRY_ENABLED": "False",
     "LANGCHAIN_TRACING_V2": "false",
@@ -19,3 +21,23 @@ for variable, value in {
     "TRANSFORMERS_OFFLINE": "1",
 }.items():
     os.environ[variable] = value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--runslow",
+        action="store_true",
+        default=False,
+        help="also run the tests marked slow (long fuzzing, thorough regex and property runs)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` are the long versions of the reliability checks: skipped unless
+    --runslow (docs/reliability.md), so the normal suite stays fast."""
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="long run: pass --runslow (see docs/reliability.md)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -61,10 +61,10 @@ class BrokenDetector:
 # --- overlap resolution ----------------------------------------------------------------------
 
 
-def test_of_two_overlapping_spans_the_higher_score_wins() -> None:
+def test_of_two_overlapping_spans_the_higher_score_wins_and_the_loser_keeps_only_what_it_alone_covers() -> None:
     low_but_long = Span(0, 20, "PHONE", 0.6)
     high = Span(5, 10, "CA_SIN", 0.9)
-    assert resolve_overlaps([low_but_long, high]) == [high]
+    assert resolve_overlaps([low_but_long, high]) == [Span(0, 5, "PHONE", 0.6), high, Span(10, 20, "PHONE", 0.6)]
 
 
 def test_on_equal_scores_the_longer_span_wins() -> None:
@@ -101,13 +101,17 @@ def test_a_part_inside_an_address_gives_way_to_the_address_whatever_its_score() 
 def test_an_entity_that_is_not_a_part_of_an_address_competes_with_it_normally() -> None:
     address = Span(0, 40, "ADDRESS", 0.6)
     email = Span(30, 45, "EMAIL", 0.95)
-    assert resolve_overlaps([address, email]) == [email]
+    assert resolve_overlaps([address, email]) == [Span(0, 30, "ADDRESS", 0.6), email]
 
 
 def test_the_engine_resolves_overlaps_between_detectors() -> None:
     text = "x" * 30
     engine = Engine(detectors=[FixedDetector([Span(0, 20, "PHONE", 0.6), Span(5, 15, "CA_SIN", 0.9)])])
-    assert [(s.entity, s.start, s.end) for s in engine.detect(text)] == [("CA_SIN", 5, 15)]
+    assert [(s.entity, s.start, s.end) for s in engine.detect(text)] == [
+        ("PHONE", 0, 5),
+        ("CA_SIN", 5, 15),
+        ("PHONE", 15, 20),
+    ]
 
 
 # --- entity selection and thresholds ---------------------------------------------------------

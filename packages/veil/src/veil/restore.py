@@ -126,8 +126,16 @@ class Restorer:
         restored, count = self._restore(text, 0, counter)
         return Restored(restored, counter.report(expected), count)
 
-    def _replacement(self, match: re.Match[str], counter: _DriftCounter) -> str | None:
+    def _replacement(self, match: re.Match[str], counter: _DriftCounter) -> tuple[str, int] | None:
+        """(the value, how many leading characters of the match are not part of the token), or None.
+
+        A backslash right before an exact token is the text's own, not a Markdown escape of the
+        token: anonymizing a text with a backslash before a token-shaped literal puts a token
+        there, and restore must give the backslash back (found by fuzzing the round trip)."""
         written = match.group(0)
+        skipped = 0
+        if written.startswith("\\{{") and TOKEN_RE.fullmatch(written, 1):
+            written, skipped = written[1:], 1
         if match.group("braced") is not None:
             number = match.group("bnum")
             canonical = format_token(match.group("bname").upper(), int(number)) if number[0] != "0" else written
@@ -149,17 +157,18 @@ class Restorer:
         counter.seen.add(canonical)
         if written != canonical:
             counter.altered.setdefault(canonical)
-        return self._escape(value) if self._escape is not None else value
+        return (self._escape(value) if self._escape is not None else value), skipped
 
     def _restore(self, text: str, start: int, counter: _DriftCounter) -> tuple[str, int]:
         pieces: list[str] = []
         position = start
         count = 0
         for match in _TOKEN_FORMS.finditer(text, start):
-            replacement = self._replacement(match, counter)
-            if replacement is None:
+            found = self._replacement(match, counter)
+            if found is None:
                 continue
-            pieces.append(text[position : match.start()])
+            replacement, skipped = found
+            pieces.append(text[position : match.start() + skipped])
             pieces.append(replacement)
             position = match.end()
             count += 1

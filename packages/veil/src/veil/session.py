@@ -265,7 +265,9 @@ class Session:
         if bare:
             self._literal_bare.update(bare)
         if braced:
-            spans = resolve_overlaps([*spans, *(self._braced_span(text, s, e, keep_tokens) for s, e in braced)])
+            spans = resolve_overlaps(
+                [*spans, *(self._braced_span(text, s, e, keep_tokens) for s, e in braced)], text=text
+            )
         if not spans:
             return text
         replaced = [span for span in spans if span.entity != KEPT_ENTITY]

@@ -130,23 +130,72 @@ def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
     return kept
 
 
-def resolve_overlaps(spans: Iterable[Span]) -> list[Span]:
-    """Keep the best of overlapping spans: higher score, then longer, then more specific.
+# A remainder with fewer letters and digits than this, and fewer letters than the next, identifies
+# no one ("123" before a card, an area code, a dot): it is left as text. Three letters can be a
+# surname, so they are kept.
+_MIN_REMAINDER_CHARACTERS = 4
+_MIN_REMAINDER_LETTERS = 3
+
+
+def _remainders(span: Span, covered: Sequence[Span], text: str | None) -> list[Span]:
+    """The parts of `span` that none of `covered` (sorted, disjoint, each overlapping `span`)
+    covers, trimmed of separators at both ends, with the span's entity, score and source.
+
+    A detector that lost an overlap still found something there: the part nobody else claimed
+    must not reach the model in plaintext (the tail of a health card after a URL that swallowed
+    its letters). A part with fewer than four letters or digits and fewer than three letters is
+    dropped: a quantity, an area code or a dot identifies no one. Without the text, every
+    non-empty part is kept as it is.
+    """
+    pieces: list[Span] = []
+    position = span.start
+    for winner in (*covered, None):
+        end = span.end if winner is None else min(winner.start, span.end)
+        start, stop = position, end
+        if text is not None:
+            while start < stop and not text[start].isalnum():
+                start += 1
+            while stop > start and not text[stop - 1].isalnum():
+                stop -= 1
+            part = text[start:stop]
+            keep = (
+                sum(ch.isalnum() for ch in part) >= _MIN_REMAINDER_CHARACTERS
+                or sum(ch.isalpha() for ch in part) >= _MIN_REMAINDER_LETTERS
+            )
+        else:
+            keep = stop > start
+        if keep:
+            pieces.append(replace(span, start=start, end=stop))
+        if winner is not None:
+            position = max(position, winner.end)
+    return pieces
+
+
+def resolve_overlaps(spans: Iterable[Span], *, text: str | None = None) -> list[Span]:
+    """Keep the best of overlapping spans: higher score, then longer, then more specific; a span
+    that loses keeps the parts no better span covers (see `_remainders`), so that no piece of a
+    value is left in plaintext because a neighbour claimed the rest of it.
 
     First, parts inside a composite span (a postal code inside an address) give way to it.
 
     Greedy over the candidates in rank order, with the kept spans in a sorted list, so the
-    cost is O(k log k) in the number of candidates.
+    cost is O(k log k) in the number of candidates (plus the overlaps each one has).
     """
     spans = _drop_parts_of_composites(list(spans))
     kept_starts: list[int] = []
     kept: list[Span] = []
     for span in sorted(spans, key=_rank):
-        index = bisect.bisect_left(kept_starts, span.start)
-        if (index > 0 and kept[index - 1].end > span.start) or (index < len(kept) and kept[index].start < span.end):
-            continue
-        kept_starts.insert(index, span.start)
-        kept.insert(index, span)
+        first = bisect.bisect_left(kept_starts, span.start)
+        if first > 0 and kept[first - 1].end > span.start:
+            first -= 1
+        last = first
+        while last < len(kept) and kept[last].start < span.end:
+            last += 1
+        pieces = [span] if first == last else _remainders(span, kept[first:last], text)
+        for piece in pieces:
+            index = bisect.bisect_left(kept_starts, piece.start)
+            kept_starts.insert(index, piece.start)
+            kept.insert(index, piece)
     return kept
 
 
@@ -287,7 +336,7 @@ class Engine:
                 for span in fuse(text, kept, ner, language=language, mode=policy.mode, common_word=COMMON_WORDS)
                 if accepted(span)
             ]
-        return resolve_overlaps(kept)
+        return resolve_overlaps(kept, text=text)
 
     def detect(self, text: str, language: LanguageOption | None = None) -> list[Span]:
         """The PII spans of `text`, sorted by start offset, never overlapping."""

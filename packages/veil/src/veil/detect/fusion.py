@@ -156,7 +156,9 @@ def _titled_names(
 
 
 # A sentence ends at . ! ? followed by a blank (not the dot of "example.net"), or at a line break.
-_SENTENCE = re.compile(r"[^\n]*?(?:[.!?]+(?=\s)|\n+|$)")
+# Written with possessive loops over runs that cannot overlap: a lazy `[^\n]*?` before `[.!?]+(?=\s)` retried
+# the whole run of dots at every dot, quadratic on "......" (tests/security/test_regex_linear_time.py).
+_SENTENCE = re.compile(r"(?:[^\n.!?]++|[.!?]++(?![.!?\s]))*+(?:[.!?]+(?=\s)|\n+|$)")
 
 
 def name_bearing_runs(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from veil.detect.pattern_check import compile_user_pattern
 from veil.entities import Entity
 from veil.errors import ConfigError
 
@@ -114,6 +115,10 @@ class Policy:
                 raise ConfigError(f"{where}: entity must be UPPER_SNAKE_CASE, got {user_pattern.entity!r}")
             if not 0.0 <= user_pattern.score <= 1.0:
                 raise ConfigError(f"{where}: score must lie in [0, 1]")
+            if not isinstance(user_pattern.pattern, str) or not user_pattern.pattern:
+                raise ConfigError(f"{where}: pattern must be a non-empty string")
+            # Refused here, when the configuration is read, not on the first request.
+            compile_user_pattern(user_pattern.pattern, where)
 
     @property
     def known_entities(self) -> frozenset[str]:

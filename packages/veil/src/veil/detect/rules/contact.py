@@ -267,7 +267,11 @@ PHONE = Rule(
 
 _URL_BODY = r"[^\s<>\"'`{}|\\^\[\]]+"
 _URL_TRAILING = ".,;:!?'\"»"
-_URL_SCHEME = re.compile(r"(?<![A-Za-z])(?:https?|ftp|sftp|wss?)\Z", re.IGNORECASE)
+_URL_SCHEMES = ("http", "https", "ftp", "sftp", "ws", "wss")
+_URL_SCHEME = re.compile(r"(?<![A-Za-z])(?:" + "|".join(_URL_SCHEMES) + r")\Z", re.IGNORECASE)
+# Right after "://": a scheme of _URL_SCHEMES (not the tail of a word) stands before it. One
+# fixed-width lookbehind per scheme, as `re` requires.
+_AFTER_A_SCHEME = "(?:" + "|".join(f"(?<=(?<![A-Za-z])(?i:{scheme})://)" for scheme in _URL_SCHEMES) + ")"
 
 
 def _trim_url(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -289,7 +293,10 @@ def _extend_back_over_scheme(text: str, start: int, end: int) -> tuple[int, int]
 URL = Rule(
     name="url",
     entity=Entity.URL,
-    pattern="://" + _URL_BODY,  # anchored on "://", then extended back over the scheme
+    # Anchored on "://" (a fast literal scan), then extended back over the scheme. The lookbehinds
+    # let it start only after a scheme: "a://a://…" would otherwise be read to its end from every
+    # "://" in it, and refused each time (quadratic in its length).
+    pattern="://" + _AFTER_A_SCHEME + _URL_BODY,
     score=0.8,
     refine=_extend_back_over_scheme,
     left_boundary=False,
@@ -301,7 +308,9 @@ URL = Rule(
 URL_WWW = Rule(
     name="url_www",
     entity=Entity.URL,
-    pattern=r"www\." + _URL_BODY,
+    # The lookbehind keeps the scan from starting inside a word: "wwww.wwww.…" would otherwise be
+    # read to its end from every "www." in it, quadratic in its length.
+    pattern=r"(?<!\w)www\." + _URL_BODY,
     score=0.8,
     refine=_trim_url,
     requires=("www.",),
@@ -368,10 +377,12 @@ IPV6 = Rule(
     name="ipv6",
     entity=Entity.IP_ADDRESS,
     # An embedded IPv4 tail (::ffff:192.0.2.1) is part of the address: the lookahead refuses to
-    # stop before ".digit", so the IPv4 alternative gets its chance.
+    # stop before ".digit", so the IPv4 alternative gets its chance. Every run is bounded (an
+    # address has at most 39 characters, 45 with an IPv4 tail): an unbounded `[0-9A-Fa-f:]*`
+    # ran to the end of "F:F:F:…" from every start, quadratic in the length of such a run.
     pattern=(
-        r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?"
-        r"(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z:]|\.[0-9])"
+        r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{0,31}(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3})?"
+        r"(?:%[0-9A-Za-z]{1,32})?(?![0-9A-Za-z:]|\.[0-9])"
     ),
     score=0.85,
     context=_IP_CONTEXT,

@@ -79,13 +79,17 @@ _KEYED = (
     _keyed("secret_gitlab", r"glpat-[0-9A-Za-z_\-]{20,}", ("glpat-",), "glpat-abcdefghij1234567890"),
     _keyed(
         "secret_jwt",
-        r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+        # Starts at a word start, and its runs never give back (they cannot hold the dot that
+        # follows): "eyJeyJeyJ…" without dots was read to its end from every "eyJ".
+        r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{8,}+\.eyJ[A-Za-z0-9_\-]{8,}+\.[A-Za-z0-9_\-]{8,}",
         ("eyJ",),
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
     ),
     _keyed(
         "secret_private_key",
-        r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]{0,8000}?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
+        # The body never holds five dashes: a BEGIN without its END stops at the next BEGIN
+        # instead of reading 8000 characters past it (each BEGIN of a broken dump did).
+        r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----(?:[^-]|-(?!----)){0,8000}+-----END (?:[A-Z]+ )?PRIVATE KEY-----",
         ("-----BEGIN",),
         "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----",
     ),
