@@ -116,9 +116,15 @@ _FR_STREET = (
 _EN_STREET = rf"{_CIVIC}[ ]+(?:{_WORD}[ ]+){{1,4}}(?:{_EN_TYPES})(?![\w'’])(?:[ ]+(?:{_DIRECTIONS})(?![\w]))?"
 
 
+_SPACED_GROUPS_BEFORE = re.compile(r"(?<![\w])[0-9]+[ ][0-9]+[ ]$")
+
+
 def _civic_number_stands_alone(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """A civic number is not the last group of a longer spaced number ("130 692 544 Queen St")."""
-    if start >= 2 and text[start - 1] == " " and text[start - 2].isdigit():
+    """A civic number is not the last group of a longer spaced number ("130 692 544 Queen St").
+
+    Two digit groups before it make it one; a single number before it does not ("Apt 5 1234
+    Maple Ave", "unité 1 1234, rue …")."""
+    if start >= 4 and text[start - 1] == " " and _SPACED_GROUPS_BEFORE.search(text, max(0, start - 40), start):
         return None
     return start, end
 
