@@ -80,10 +80,10 @@ def test_street_words_without_a_civic_number_and_street_are_not_an_address(engin
         ("ref _1 1234, rue Sainte-Catherine Ouest .", "1234, rue Sainte-Catherine Ouest"),
     ],
 )
-def test_one_number_before_the_civic_number_does_not_hide_the_address(engine: Engine, text: str, address: str) -> None:
+def test_one_number_before_the_civic_number_keeps_the_address(engine: veil.Engine, text: str, address: str) -> None:
     assert [text[s.start : s.end] for s in engine.detect(text) if s.entity == "ADDRESS"] == [address]
 
 
-def test_the_last_group_of_a_spaced_number_is_not_a_civic_number(engine: Engine) -> None:
+def test_the_last_group_of_a_spaced_number_is_not_a_civic_number(engine: veil.Engine) -> None:
     text = "NAS 130 692 544 Queen St"
     assert [s.entity for s in engine.detect(text)] == ["CA_SIN"]
