@@ -70,3 +70,32 @@ def test_an_unreachable_postgres_is_state_unavailable_without_the_url() -> None:
     with pytest.raises(StateUnavailable) as caught:
         StateDB("postgresql://veil:s3cret@127.0.0.1:1/nowhere", connect_timeout=1)
     assert "s3cret" not in str(caught.value) and "127.0.0.1" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["memory", "file"])
+def test_close_waits_for_a_transaction_in_another_thread_then_refuses_new_ones(url: str, tmp_path: Path) -> None:
+    """A connection closed under another thread's statement crashes the process (SIGSEGV): the
+    webhook dispatcher's thread may still be reading when the server stops."""
+    state = StateDB.for_url("memory" if url == "memory" else str(tmp_path / "server.db"))
+    state.migrate("t", TABLE)
+    inside, release, finished = threading.Event(), threading.Event(), []
+
+    def reader() -> None:
+        with state.transaction() as tx:
+            inside.set()
+            release.wait(10)
+            finished.append(tx.fetchone("SELECT COUNT(*) FROM counters"))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert inside.wait(10)
+    closer = threading.Thread(target=state.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # waiting for the reader
+    release.set()
+    thread.join(10)
+    closer.join(10)
+    assert finished == [(0,)] and not closer.is_alive()
+    with pytest.raises(StateUnavailable, match="closed"), state.transaction():
+        pass

@@ -99,6 +99,12 @@ class StateDB:
         `StateUnavailable` (the pool's default, 30 s, would hold every request that long in an outage)."""
         self._acquire_timeout = acquire_timeout
         self._lock = threading.Lock()
+        # Transactions in flight, and whether close() was called: close() waits for the first to
+        # end (a connection closed under another thread's statement crashes the process) and new
+        # transactions are refused once it has started.
+        self._idle = threading.Condition(self._lock)
+        self._active = 0
+        self._closed = False
         self._local = threading.local()
         self._pool: Any = None
         self._connections: list[sqlite3.Connection] = []
@@ -180,6 +186,25 @@ class StateDB:
             with self._sqlite_transaction("BEGIN IMMEDIATE") as tx:
                 yield tx
             return
+        with self._in_flight(), self._postgres_transaction() as tx:
+            yield tx
+
+    @contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._idle:
+            if self._closed:
+                raise StateUnavailable("the state database is closed (the server is stopping)")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                if not self._active:
+                    self._idle.notify_all()
+
+    @contextmanager
+    def _postgres_transaction(self) -> Iterator[Transaction]:
         try:
             context = self._pool.connection(timeout=self._acquire_timeout)
             connection = context.__enter__()
@@ -209,7 +234,7 @@ class StateDB:
     @contextmanager
     def _sqlite_transaction(self, begin: str) -> Iterator[Transaction]:
         lock = self._memory_lock if self._memory is not None else contextlib.nullcontext()
-        with lock:
+        with self._in_flight(), lock:
             connection = self._sqlite()
             connection.execute(begin)
             try:
@@ -228,15 +253,20 @@ class StateDB:
             for statement in statements:
                 tx.execute(statement)
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-        with self._lock:
+    def close(self, timeout: float = 30.0) -> None:
+        """Refuse new transactions, wait (up to `timeout` seconds) for those in flight, then close."""
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: not self._active, timeout=timeout)
+            if self._active:
+                return  # still in use after the timeout: leave the connections to the process's exit
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
-        if self._memory is not None:
-            self._memory.close()
+            if self._memory is not None:
+                self._memory.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
 def _is_connection_error(exc: BaseException) -> bool:
