@@ -9,12 +9,15 @@ provider, in process), `gpt-test` / `embed-test` and the failure models on the r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from gateway_setup import gateway_settings
 from server_live import RecordingUpstream, serve
+from services import POSTGRES_DSN, postgres_schema
 from veil_server import create_app
+from veil_server.state import StateDB
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +70,18 @@ def mapping_client(base_url: str) -> Any:
 
     with openai.OpenAI(base_url=base_url, api_key="sk-veil-mapping", max_retries=0, timeout=20) as sdk:
         yield sdk
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
+    """A state database on a SQLite file, then on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        db = StateDB(str(tmp_path / "server.db"))
+        yield db
+        db.close()
+        return
+    schemas = postgres_schema()
+    db = StateDB(POSTGRES_DSN, schema=next(schemas))
+    yield db
+    db.close()
+    next(schemas, None)

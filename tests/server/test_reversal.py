@@ -46,20 +46,6 @@ def settings() -> Settings:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
-    if request.param == "sqlite":
-        db = StateDB(str(tmp_path / "server.db"))
-        yield db
-        db.close()
-        return
-    schemas = postgres_schema()
-    db = StateDB(POSTGRES_DSN, schema=next(schemas))
-    yield db
-    db.close()
-    next(schemas, None)
-
-
 @pytest.fixture
 def gateway(state: StateDB) -> Iterator[tuple[str, Any]]:
     app = create_app(settings(), state=state)

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import POSTGRES_DSN, postgres_schema
 from veil_server.state import StateDB, StateUnavailable
 
 TABLE = ["CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL, note TEXT)"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
-    if request.param == "sqlite":
-        db = StateDB(str(tmp_path / "server.db"))
-        yield db
-        db.close()
-        return
-    schemas = postgres_schema()
-    schema = next(schemas)
-    db = StateDB(POSTGRES_DSN, schema=schema)
-    yield db
-    db.close()
-    next(schemas, None)
 
 
 def test_transactions_commit_roll_back_and_count_rows(state: StateDB) -> None:

@@ -8,7 +8,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +44,6 @@ def settings(**webhooks: Any) -> Settings:
         vault={"url": "memory"},
         policy={"ner": "off"},
     )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateDB]:
-    if request.param == "sqlite":
-        db = StateDB(str(tmp_path / "server.db"))
-        yield db
-        db.close()
-        return
-    schemas = postgres_schema()
-    db = StateDB(POSTGRES_DSN, schema=next(schemas))
-    yield db
-    db.close()
-    next(schemas, None)
 
 
 def auth(key: str) -> dict[str, str]:

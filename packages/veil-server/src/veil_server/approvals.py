@@ -16,7 +16,6 @@ tokens reveal once. The reason, which may name a person, is sealed at rest (veil
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -66,15 +65,9 @@ class _Migrated:
         self.state = state
         self._name = name
         self._statements = statements
-        self._ready = False
-        self._lock = threading.Lock()
 
     def _migrate(self) -> None:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    self.state.migrate(self._name, self._statements)
-                    self._ready = True
+        self.state.ensure(self._name, self._statements)
 
 
 def _approvals_json(approvals: tuple[Approval, ...]) -> str:

@@ -105,6 +105,8 @@ class StateDB:
         self._idle = threading.Condition(self._lock)
         self._active = 0
         self._closed = False
+        self._migrated: set[str] = set()
+        self._migrating = threading.Lock()
         self._local = threading.local()
         self._pool: Any = None
         self._connections: list[sqlite3.Connection] = []
@@ -243,6 +245,17 @@ class StateDB:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    def ensure(self, name: str, statements: Sequence[str]) -> None:
+        """`migrate` once per StateDB (later calls return at once): for stores that create their
+        tables on first use rather than at start-up, so that a database down at start-up only
+        refuses the requests that need it."""
+        if name in self._migrated:
+            return
+        with self._migrating:
+            if name not in self._migrated:
+                self.migrate(name, statements)
+                self._migrated.add(name)
 
     def migrate(self, name: str, statements: Sequence[str]) -> None:
         """Create a store's tables and indexes (idempotent: every statement says IF NOT EXISTS)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -187,15 +186,9 @@ class WebhookStore:
         self.state = state
         self.sealer = sealer
         self.max_subscriptions = max_subscriptions
-        self._ready = False
-        self._lock = threading.Lock()
 
     def _migrate(self) -> None:
-        if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    self.state.migrate("webhooks", MIGRATION)
-                    self._ready = True
+        self.state.ensure("webhooks", MIGRATION)
 
     # -- subscriptions ----------------------------------------------------------------------
 
