@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from gateway_setup import CANARIES, CANARY_TEXT
-from metering import PRICE, RecordedEvents, metered_settings, postgres_database, proxied
+from metering import PRICE, RecordedEvents, metered_settings, proxied
 from server_live import RecordingUpstream, serve
-from services import POSTGRES_DSN, postgres_schema
+from services import POSTGRES_DSN, postgres_database, postgres_schema
 from veil_server import create_app
 from veil_server.state import StateDB
 from veil_server.usage import UsageQuery, UsageRecord, UsageStore
