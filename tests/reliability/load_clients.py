@@ -39,9 +39,10 @@ from typing import Any
 
 import httpx
 
-CLIENT_TIMEOUT = 30.0
-"""Seconds a client waits for any answer. The gateway's own upstream timeout is 2 s: a request
-that needs this long has hung somewhere."""
+CLIENT_TIMEOUT = 60.0
+"""Seconds a client waits for a whole answer (connection, request, last byte). The gateway's
+upstream timeout is 2 s; beyond that a request only waits its turn on a loaded machine (with
+200 clients on 2 shared cores, queueing alone reached 34 s): a request this slow has hung."""
 UPSTREAM_STATUSES = frozenset({500, 502, 503, 504})
 """What an upstream fault (or a limits backend being down) may legitimately give a good request."""
 
@@ -54,6 +55,8 @@ class Call:
     replica: int
     started: float
     ended: float = 0.0
+    answered: float = 0.0
+    """When the response's status line and headers arrived (0: never)."""
     status: int | None = None
     request_id: str | None = None
     result: str = ""
@@ -140,28 +143,14 @@ class Client:
             call = Call(self.index, op, key or self.key, target, time.monotonic())
             self.ledger.calls.append(call)
             headers = {"Authorization": f"Bearer {key or self.key}"}
-            streaming = isinstance(body, dict) and body.get("stream")
             try:
-                request = self.http.build_request(method, f"{self.urls[target]}{path}", headers=headers,
-                                                  json=body if content is None else None, content=content)  # fmt: skip
-                response = await self.http.send(request, stream=True)
-                try:
-                    call.status = response.status_code
-                    call.request_id = response.headers.get("x-request-id")
-                    if streaming and response.status_code == 200:
-                        parsed: Any = [line async for line in response.aiter_lines() if line.startswith("data: ")]
-                    else:
-                        await response.aread()
-                        try:
-                            parsed = response.json()
-                        except ValueError:
-                            parsed = None
-                finally:
-                    await response.aclose()
+                async with asyncio.timeout(CLIENT_TIMEOUT):
+                    response, parsed = await self._exchange(call, method, path, target=target, headers=headers,
+                                                            body=body, content=content)  # fmt: skip
             except httpx.ConnectError:
                 call.ended, call.result = time.monotonic(), "refused"
                 continue
-            except httpx.TimeoutException as exc:
+            except (httpx.TimeoutException, TimeoutError) as exc:
                 call.ended, call.result = time.monotonic(), "timeout"
                 self.ledger.problems.append(f"{op} on replica {target}: no answer within {CLIENT_TIMEOUT} s "
                                             f"({type(exc).__name__})")  # fmt: skip
@@ -178,6 +167,31 @@ class Client:
                     call.code = parsed["error"].get("code")
             return call, response, parsed
         return call, None, None
+
+    async def _exchange(
+        self, call: Call, method: str, path: str, *, target: int, headers: dict[str, str], body: Any,
+        content: bytes | None,
+    ) -> tuple[httpx.Response, Any]:  # fmt: skip
+        """One request and its whole answer (a stream's `data:` lines, else the parsed JSON body)."""
+        streaming = isinstance(body, dict) and body.get("stream")
+        request = self.http.build_request(method, f"{self.urls[target]}{path}", headers=headers,
+                                          json=body if content is None else None, content=content)  # fmt: skip
+        response = await self.http.send(request, stream=True)
+        call.answered = time.monotonic()
+        try:
+            call.status = response.status_code
+            call.request_id = response.headers.get("x-request-id")
+            if streaming and response.status_code == 200:
+                parsed: Any = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+            else:
+                await response.aread()
+                try:
+                    parsed = response.json()
+                except ValueError:
+                    parsed = None
+        finally:
+            await response.aclose()
+        return response, parsed
 
     def _check_status(self, call: Call, *, client_error: bool = False) -> None:
         """A good request may fail only by an upstream fault, a limit, or a limits backend down."""

@@ -114,6 +114,11 @@ class Report:
     def latency(self) -> float:
         return max((c.ended - c.started for c in self.ledger.calls if c.ended), default=0.0)
 
+    def percentile(self, share: float) -> float:
+        """A share (0.5, 0.99) of the completed calls took at most this long."""
+        took = sorted(c.ended - c.started for c in self.ledger.completed())
+        return took[min(len(took) - 1, int(share * len(took)))] if took else 0.0
+
     def memory(self) -> dict[str, tuple[int, int]]:
         """Per replica process: (KiB once warm: the first sample a quarter into its life, KiB at the end)."""
         figures = {}
@@ -126,6 +131,8 @@ class Report:
         by_status = Counter((c.op, c.result, c.status, c.code) for c in self.ledger.calls)
         usage = self.usage()
         worst, logged = self.over_admissions()
+        first = min((c.started for c in self.ledger.calls), default=0.0)
+        slowest = sorted(self.ledger.calls, key=lambda c: c.started - c.ended)[:5]
         lines = [f"clients {self.clients}, {self.seconds:.0f} s; requests {len(self.ledger.calls)}",
                  "faults: " + "; ".join(f"{t:.1f} s {what}" for t, what in self.timeline),
                  "op | result | status | code | count", "---|---|---|---|---"]  # fmt: skip
@@ -139,10 +146,14 @@ class Report:
             f"{usage['by_key']}, usage API {self.usage_api}",
             f"limit {self.per_minute}/min: at most {worst} admitted in a 60 s window (client side), "
             f"limiter log at most {logged}; admitted at (s): {self.admissions()[:40]}",
+            f"completed in p50 {self.percentile(0.5):.2f} s, p99 {self.percentile(0.99):.2f} s; "
             f"max latency {self.latency():.2f} s (client timeout {CLIENT_TIMEOUT:.0f} s, upstream timeout "
             f"{PROVIDER_TIMEOUT:.0f} s)",
             "RSS MiB (warm → end): " + ", ".join(f"{name} {a / 1024:.0f} → {b / 1024:.0f}"
                                                   for name, (a, b) in self.memory().items()),
+            "slowest: " + "; ".join(f"{c.op} {c.result} {c.status} on {c.replica} at {c.started - first:.1f} s: "
+                                    f"{c.ended - c.started:.1f} s (headers after {c.answered - c.started:.1f} s)"
+                                    for c in slowest),
             f"upstream: {self.upstream_counts}",
             f"problems: {len(self.ledger.problems)}",
             *self.ledger.problems[:20],
@@ -168,23 +179,29 @@ async def _fault(system: Cluster, http: httpx.AsyncClient, what: str) -> None:
         raise ValueError(what)
 
 
-async def _sample(system: Cluster, report: Report, started: float, stop: asyncio.Event) -> None:
+async def _sample_memory(system: Cluster, report: Report, started: float, stop: asyncio.Event) -> None:
+    """Each replica process's RSS, every second (from when it serves until it is killed)."""
+    while not stop.is_set():
+        for replica in system.replicas:
+            rss = replica.rss_kib() if replica.ready() else None
+            if rss is not None:
+                name = f"{replica.name}#{len(replica.pids)}"
+                report.rss.setdefault(name, []).append((time.monotonic() - started, rss))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def _sample_limiter(system: Cluster, report: Report, started: float, stop: asyncio.Event) -> None:
+    """How many admissions the limiter's log of the limited key holds, every 0.25 s."""
     import redis.asyncio
 
     limiter = redis.asyncio.Redis.from_url(system.redis_url, socket_timeout=1, socket_connect_timeout=1)
     key = f"{system.prefix}:{{{bucket_of('default', 'sk-load-limited')}}}:minute"
-    tick = 0
     while not stop.is_set():
-        tick += 1
-        if tick % 4 == 0:
-            for replica in system.replicas:
-                rss = replica.rss_kib() if replica.ready() else None
-                if rss is not None:
-                    name = f"{replica.name}#{len(replica.pids)}"
-                    report.rss.setdefault(name, []).append((time.monotonic() - started, rss))
         with contextlib.suppress(redis.RedisError, OSError):  # Redis is being restarted
             report.limiter_counts.append((time.monotonic() - started, int(await limiter.zcard(key))))
-        await asyncio.sleep(0.25)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
     await limiter.aclose()
 
 
@@ -196,7 +213,8 @@ async def run_load(system: Cluster, *, clients: int, seconds: float, schedule: t
         started = time.monotonic()
         deadline = started + seconds
         stop = asyncio.Event()
-        sampler = asyncio.create_task(_sample(system, report, started, stop))
+        samplers = [asyncio.create_task(sample(system, report, started, stop))
+                    for sample in (_sample_memory, _sample_limiter)]  # fmt: skip
 
         async def inject(fraction: float, what: str) -> None:
             await asyncio.sleep(max(0.0, started + fraction * seconds - time.monotonic()))
@@ -211,7 +229,7 @@ async def run_load(system: Cluster, *, clients: int, seconds: float, schedule: t
         await injector  # every process is back before the checks
         report.timeline.sort()
         stop.set()
-        await sampler
+        await asyncio.gather(*samplers)
     # The checks, on fresh connections (the load's may have been closed by the servers meanwhile).
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as http:
         report.upstream_counts = (await http.get(f"{system.upstream.url}/control")).json()["counts"]
