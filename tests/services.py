@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -34,6 +35,27 @@ def postgres_schema() -> Iterator[str]:
     yield schema
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
         connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database (vault and state of a gateway use fixed schema names), dropped after."""
+    try:
+        import psycopg
+    except ImportError:
+        require_service("psycopg", "install the dev group (uv sync)")
+
+    name = f"veil_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", f"{POSTGRES_DSN}: {type(exc).__name__}")
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield POSTGRES_DSN.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 REDIS_URL = os.environ.get("VEIL_TEST_REDIS", "redis://127.0.0.1:6379/0")

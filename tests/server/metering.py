@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 from gateway_setup import FAILURE_MODELS, gateway_settings, sha256
 from server_live import closed_port
-from services import POSTGRES_DSN
 from veil_server import Settings
 from veil_server.events import Event
 
@@ -134,25 +132,6 @@ def proxied(target_port: int) -> Iterator[TcpProxy]:
         yield proxy
     finally:
         proxy.cut()
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database (vault and state of a gateway use fixed schema names), dropped after."""
-    import psycopg
-    from services import require_service
-
-    name = f"veil_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", f"{POSTGRES_DSN}: {type(exc).__name__}")
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield POSTGRES_DSN.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def start_serve(config: Path, home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:

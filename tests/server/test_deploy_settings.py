@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from metering import postgres_database, start_serve, wait_started
+from metering import start_serve, wait_started
 from pydantic import ValidationError
 from server_live import closed_port
-from services import require_service
+from services import postgres_database, require_service
 from veil_server import Settings, create_app
 
 from veil.errors import ConfigError

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from metering import proxied
 from server_live import closed_port
 from services import REDIS_URL, redis_prefix
 from veil_server.limits import (
@@ -181,6 +182,24 @@ async def test_redis_unreachable_is_an_error_never_an_admission() -> None:
             await limiter.charge("key", 5)
     finally:
         await limiter.aclose()
+
+
+async def test_a_redis_restart_refuses_no_request_once_redis_is_back(prefix: str) -> None:
+    """Found by the load test with faults (tests/reliability/test_load_faults.py): after Redis
+    restarted, the first request on each pooled connection (dead since the restart) was refused
+    with 503 `limits_unavailable`, though Redis was back. A broken connection is now retried once
+    on a fresh one (a script that did run is then counted twice: fewer admissions, never more)."""
+    port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    with proxied(port) as proxy:
+        limiter = RedisLimiter(REDIS_URL.replace(f":{port}/", f":{proxy.port}/"), prefix=prefix)
+        limits = KeyLimits(requests_per_minute=1000)
+        try:
+            assert all([(await limiter.admit("key", limits)).admitted for _ in range(3)])
+            proxy.cut()  # every connection closed, as when Redis restarts
+            proxy.restore()
+            assert all([(await limiter.admit("key", limits)).admitted for _ in range(3)])
+        finally:
+            await limiter.aclose()
 
 
 def test_refusals_read_like_openai_errors() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from gateway_setup import CANARY_TEXT, sha256
-from metering import postgres_database, start_serve, wait_started
-from services import REDIS_URL, redis_prefix
+from metering import start_serve, wait_started
+from services import REDIS_URL, postgres_database, redis_prefix
 
 from veil.detect.policy import Policy
 

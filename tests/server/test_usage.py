@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from gateway_setup import CANARIES, CANARY_TEXT
-from metering import PRICE, RecordedEvents, metered_settings, postgres_database, proxied
+from metering import PRICE, RecordedEvents, metered_settings, proxied
 from server_live import RecordingUpstream, serve
-from services import POSTGRES_DSN, postgres_schema
+from services import POSTGRES_DSN, postgres_database, postgres_schema
 from veil_server import create_app
 from veil_server.state import StateDB
 from veil_server.usage import UsageQuery, UsageRecord, UsageStore
@@ -222,3 +222,64 @@ def test_the_usage_endpoint_is_in_the_openapi_schema_without_a_422(metered: tupl
     operation = httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/usage"]["get"]
     assert {"start", "end", "model", "endpoint", "key_id", "group_by"} <= {p["name"] for p in operation["parameters"]}
     assert "422" not in operation["responses"]
+
+
+def test_an_answer_leaves_the_gateway_only_once_its_usage_row_is_stored(
+    upstream_server: tuple[RecordingUpstream, str], tmp_path: Path
+) -> None:
+    """Found by the load test with faults (tests/reliability/test_load_faults.py): rows were stored
+    by a writer 50 ms after the answer, so a replica killed (SIGKILL) in between lost the usage of
+    requests its clients had seen complete. Now the row is committed before a unary answer starts
+    and before a stream's `data: [DONE]`."""
+    _, upstream_url = upstream_server
+    state = StateDB(str(tmp_path / "server.db"))
+    app = create_app(metered_settings(upstream_url, "memory"), state=state)
+    seen: list[tuple[str, bool]] = []
+
+    def stored(request_id: str) -> bool:
+        with state.read() as tx:
+            return tx.fetchone("SELECT 1 FROM usage_requests WHERE request_id = ?", (request_id,)) is not None
+
+    async def watched(scope: Any, receive: Any, send: Any) -> None:
+        """The gateway, with a look at the usage table at the moment each answer goes out."""
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        streaming = json.loads(body).get("stream") is True
+        request_id = ""
+
+        async def look(message: Any) -> None:
+            nonlocal request_id
+            if message["type"] == "http.response.start":
+                request_id = dict(message["headers"])[b"x-request-id"].decode()
+                if not streaming:  # a stream starts before its answer is known: its end is what counts
+                    seen.append(("start", stored(request_id)))
+            elif b"data: [DONE]" in message.get("body", b""):
+                seen.append(("[DONE]", stored(request_id)))
+            await send(message)
+
+        replayed = iter([{"type": "http.request", "body": body, "more_body": False}])
+        await app(scope, lambda: _next_or_wait(replayed, receive), look)
+
+    with serve(watched) as url:
+        unary = httpx.post(f"{url}/v1/chat/completions", json=CHAT, headers=auth("sk-usage"), timeout=30)
+        streamed = httpx.post(f"{url}/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth("sk-usage"),
+                              timeout=30)  # fmt: skip
+        anonymized = httpx.post(f"{url}/v1/anonymize", json={"text": CANARY_TEXT}, headers=auth("sk-usage"), timeout=30)
+    assert unary.status_code == streamed.status_code == anonymized.status_code == 200
+    assert "data: [DONE]" in streamed.text
+    assert seen == [("start", True), ("[DONE]", True), ("start", True)]
+    state.close()
+
+
+async def _next_or_wait(replayed: Iterator[Any], receive: Any) -> Any:
+    for message in replayed:
+        return message
+    return await receive()

@@ -380,10 +380,17 @@ class RedisLimiter:
             raise ValueError("server.redis_url needs the redis client: pip install 'veil[redis]'") from exc
         self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
         self.prefix = prefix
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+
         # A blocking pool: a burst of requests waits for a connection (up to `timeout`) instead of failing.
+        # A connection broken since the last use (Redis restarted) is retried once on a fresh one:
+        # without it, each pooled connection refused one request after a restart. If the script had
+        # run before the break, it runs twice: one request counted twice, never an extra admission.
+        retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=timeout, socket_connect_timeout=timeout,
-            socket_timeout=timeout, health_check_interval=30,
+            socket_timeout=timeout, health_check_interval=30, retry=retry,
         )  # fmt: skip
         self._pool: Any = pool
         self._client: Any = redis.asyncio.Redis(connection_pool=pool)

@@ -7,11 +7,16 @@
 
 `admit` asks the limiter (429 `rate_limit_exceeded` / `budget_exceeded` with `Retry-After`,
 `quota.exceeded` event) and refuses with 503 while usage cannot be recorded. `done` prices the
-request's tokens with the model's `price`, queues the usage row and the budget charge, and emits
-`completion.done`. A writer task stores the queue every FLUSH_SECONDS in one transaction (rows
-are unique by request id), off the requests' path; if the state database fails, the rows stay
-queued, new requests are refused (503 `state_unavailable`) until a write succeeds, and nothing
-is lost short of the process dying. `GET /v1/usage` and shutdown flush the queue first.
+request's tokens with the model's `price`, queues the usage row and the budget charge, emits
+`completion.done`, and returns once the row is committed: the answer (a unary response, a
+stream's `data: [DONE]`) leaves only after its row is stored, so a replica that crashes right
+after answering has lost no row of a request its client saw complete. Rows are written by a
+writer task as a group commit: one transaction holds every row queued while the previous one
+was being written (one row when the gateway is idle, many under load; rows are unique by
+request id). If the state database fails, waiting answers go out anyway (after at most
+COMMIT_WAIT seconds), their rows stay queued, new requests are refused (503
+`state_unavailable`) until a write succeeds, and nothing is lost short of the process dying
+while the database is down. `GET /v1/usage` and shutdown flush the queue first.
 
 Every answer carries `x-request-id` and, for keys with request limits, OpenAI's
 `x-ratelimit-{limit,remaining,reset}-requests` headers (set by the guard middleware from
@@ -26,6 +31,7 @@ estimate (4 characters a token: the request's size, and the text streamed so far
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -47,7 +53,10 @@ log = logging.getLogger("veil_server")
 
 HEADERS_SCOPE_KEY = "veil.headers"
 FLUSH_SECONDS = 0.05
-"""Usage rows wait at most this long (plus the write) before they are stored, in one transaction."""
+"""The writer's first delay before it tries again after a failed write (doubling, up to 5 s)."""
+COMMIT_WAIT = 5.0
+"""Seconds an answer waits at most for its usage row's commit (a slow or failing state database:
+the answer goes out, the row stays queued)."""
 _CHARS_PER_TOKEN = 4
 
 
@@ -79,6 +88,8 @@ class Meter:
         self._announced: dict[tuple[str, str], float] = {}
         # Usage rows and budget charges wait here until the writer stores them (in batches).
         self._rows: list[UsageRecord] = []
+        self._written: asyncio.Event | None = None
+        """Set once the write of the queued rows has been tried (stored, or queued again after a failure)."""
         self._charges: dict[str, int] = {}
         self._healthy = True
         self._writer: asyncio.Task[None] | None = None
@@ -149,8 +160,8 @@ class Meter:
     # -- after -------------------------------------------------------------------------------
 
     async def record(self, ticket: Ticket, prompt: int, completion: int, outcome: Outcome) -> None:
-        """Charge the key's budget (at once: the key's next request must see it), queue the usage row
-        (stored within FLUSH_SECONDS), emit completion.done."""
+        """Queue the usage row, charge the key's budget (at once: the key's next request must see it),
+        emit completion.done; return once the row is committed (or COMMIT_WAIT has passed)."""
         model = ticket.model_settings
         price = model.price if model is not None else None
         cost = cost_nano(prompt, completion, price.input, price.output) if price is not None else 0
@@ -159,7 +170,7 @@ class Meter:
             model=ticket.model or "", endpoint=ticket.endpoint, prompt_tokens=prompt, completion_tokens=completion,
             cost_nano=cost, outcome=outcome, created=time.time(),
         ))  # fmt: skip
-        self._start_writer()
+        written = self._start_writer()
         if cost > 0 and ticket.caller.limits.monthly_budget is not None:
             try:
                 await self.limiter.charge(ticket.bucket, cost)
@@ -172,30 +183,35 @@ class Meter:
                 "endpoint": ticket.endpoint, "outcome": outcome, "prompt_tokens": prompt,
                 "completion_tokens": completion, "total_tokens": prompt + completion, "cost_usd": cost / NANO,
             }))  # fmt: skip
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(written.wait(), COMMIT_WAIT)
 
     # -- the writer ----------------------------------------------------------------------------
 
-    def _start_writer(self) -> None:
-        if self._wake is None:
-            self._wake, self._flushing = asyncio.Event(), asyncio.Lock()
+    def _start_writer(self) -> asyncio.Event:
+        """Wake the writer; returns the event set once the rows queued so far have been written."""
+        if self._wake is None or self._written is None:
+            self._wake, self._flushing, self._written = asyncio.Event(), asyncio.Lock(), asyncio.Event()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_forever())
         self._wake.set()
+        return self._written
 
     async def _write_forever(self) -> None:
-        """Store queued rows every FLUSH_SECONDS: one transaction for many requests, off the requests' path."""
+        """Group commit: write what is queued at once; rows queued meanwhile go in the next transaction."""
         assert self._wake is not None
-        backoff = FLUSH_SECONDS
+        backoff = 0.0
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(backoff)
+            if backoff:
+                await asyncio.sleep(backoff)
             try:
                 await self.flush()
-                backoff = FLUSH_SECONDS
+                backoff = 0.0
             except ApiError:
                 self._wake.set()  # try again, less often, until the database is back
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(max(backoff * 2, FLUSH_SECONDS), 5.0)
 
     async def flush(self) -> None:
         """Store every queued row and charge (raises ApiError 503 if the state database cannot take them:
@@ -205,8 +221,15 @@ class Meter:
         async with self._flushing:
             await self._charge_budgets()
             rows, self._rows = self._rows, []
-            if not rows:
-                return
+            written, self._written = self._written, asyncio.Event()
+            try:
+                await self._store(rows)
+            finally:
+                if written is not None:
+                    written.set()
+
+    async def _store(self, rows: list[UsageRecord]) -> None:
+        if rows:
             try:
                 await anyio.to_thread.run_sync(self.store.record, rows)
             except Exception as exc:

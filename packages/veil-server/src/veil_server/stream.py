@@ -11,7 +11,8 @@ only chunks that finish a choice, or carry no choice, are held until the next ev
 
 Errors once the stream has started cannot change the status: they are sent as an SSE event
 `{"error": {...}}`, which the OpenAI SDKs raise as `APIError`, and the stream ends there.
-If the client goes away, the upstream request is closed (cancelled) at once.
+If the client goes away, the upstream request is closed (cancelled) at once. A stream's usage row
+is committed before its `data: [DONE]` goes out (see veil_server.meter).
 """
 
 from __future__ import annotations
@@ -220,6 +221,8 @@ async def relay(
             held.append({**_envelope(template), "choices": [], "veil": block})
         for waiting in held:
             yield sse(waiting)
+        if ticket is not None:
+            await ticket.end_stream(outcome)  # the usage row is stored before the client sees the end
         yield DONE
     except ApiError as exc:
         outcome = "error"
