@@ -194,6 +194,8 @@ def name_bearing_runs(
 
 
 _TOKEN = re.compile(r"\S+")
+# Tokens with a digit, '@' or a slash: numbers, e-mails, URLs (the rules' business).
+_NOT_A_WORD = re.compile(r"[\d@/\\]")
 _WEEKDAYS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday "
     "lundi mardi mercredi jeudi vendredi samedi dimanche".split()
@@ -205,12 +207,17 @@ _EDGE_PUNCTUATION = "\"'“”«»()[]{}<>,.;:!?*…"
 def _could_hold_a_name(
     text: str, start: int, end: int, language: Language, *, common_word: CommonWord, known_word: CommonWord | None
 ) -> bool:
-    if known_word is not None and not any(c.isupper() for c in text[start:end]):
-        # A writer who uses no capitals gives no clue: read the sentence (strict mode).
-        return any(c.isalpha() for c in text[start:end])
+    sentence = text[start:end]
+    # `s != s.lower()`: has a capital letter (a test in C; this gate runs on every sentence).
+    if sentence == sentence.lower():
+        # A writer who uses no capitals gives no clue: read the sentence (strict mode). Without
+        # a capital, permissive fusion would keep no name, so the model need not read it.
+        return known_word is not None and any(c.isalpha() for c in sentence)
     for token in _TOKEN.finditer(text, start, end):
         raw = token.group()
-        if any(c.isdigit() or c in "@/\\" for c in raw):
+        if known_word is None and raw == raw.lower():
+            continue  # permissive mode reads capitalised words only
+        if _NOT_A_WORD.search(raw):
             continue
         word = _ELISION.sub("", raw.strip(_EDGE_PUNCTUATION))
         if not word or not word[0].isalpha():
