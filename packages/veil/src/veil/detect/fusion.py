@@ -9,8 +9,10 @@ structured data. So, in this order:
 
 1. NER spans are trimmed to words (no trailing comma or quote) and thrown out when they cannot
    be names: digits, '@', '://', no letter at all.
-2. A NER span that overlaps an accepted rule span is dropped: the user part of an e-mail is
-   not a PERSON, a street name inside an ADDRESS is not a PERSON, "IT07" of an IBAN is no ORG.
+2. What an accepted rule span covers is the rule's: the user part of an e-mail is not a
+   PERSON, a street name inside an ADDRESS is not a PERSON, "IT07" of an IBAN is no ORG. The
+   whole words of a NER span outside every rule span stay the model's ("Jean Tremblay" of a
+   span "Jean Tremblay 514" that runs into a phone number).
 3. Two or more capitalised words typed ORGANIZATION or LOCATION are retyped PERSON when a
    person cue surrounds them (a title, "the file for …", "mon médecin est …", "…, born").
 4. PERSON spans grow to the whole name: a title before (Mr., Mme, Dr, Me), a suffix after
@@ -118,23 +120,72 @@ def fuse(
         index = bisect.bisect_left(starts, end) - 1
         return index >= 0 and ends[index] > start
 
+    def outside_rules(span: Span) -> Iterable[Span]:
+        """The whole words of `span` that no rule span covers (all of it when none overlaps)."""
+        index = bisect.bisect_left(starts, span.end) - 1
+        if index < 0 or ends[index] <= span.start:
+            yield span
+            return
+        covered: list[tuple[int, int]] = []
+        while index >= 0 and ends[index] > span.start:
+            blocker = blockers[index]
+            if blocker.end > span.start and blocker.start < span.end:
+                covered.append((blocker.start, blocker.end))
+            index -= 1
+        position = span.start
+        for start, end in sorted(covered):
+            if start > position:
+                yield from _whole_words(text, replace(span, start=position, end=start))
+            position = max(position, end)
+        if position < span.end:
+            yield from _whole_words(text, replace(span, start=position, end=span.end))
+
     kept: list[Span] = []
     for found in ner_spans:
-        trimmed = _trim(text, found)
-        if trimmed is None or overlaps_rule(trimmed.start, trimmed.end):
-            continue
-        span = _retype(text, trimmed)
-        if span.entity == Entity.PERSON:
-            span = _grow_person(text, span, language, common_word, overlaps_rule)
-        scored = _score_single_word(text, span, language, mode, common_word)
-        if scored is not None:
-            kept.append(scored)
+        for piece in outside_rules(found):
+            # What a rule span covers is the rule's (the user part of an e-mail is no PERSON);
+            # the words beside it are still the model's: "Jean Tremblay" of a span "Jean
+            # Tremblay 514" that runs into a phone number is kept, not dropped with it.
+            remainder = _trim(text, piece)
+            if remainder is not None:
+                scored = _fuse_one(
+                    text, remainder, language=language, mode=mode, common_word=common_word, overlaps_rule=overlaps_rule
+                )
+                if scored is not None:
+                    kept.append(scored)
     kept.extend(_titled_names(text, kept, language, overlaps_rule))
     # Only places that survived (no digits, no overlap with a rule span) may complete an address:
     # an "FR76" the model calls a place must not carry an address into the IBAN after it.
     locations = sorted((s for s in kept if s.entity == Entity.LOCATION), key=lambda s: s.start)
     completed = [_complete_address(text, s, locations, blockers) if s.entity == Entity.ADDRESS else s for s in blockers]
     return completed + kept
+
+
+def _fuse_one(
+    text: str,
+    trimmed: Span,
+    *,
+    language: Language,
+    mode: str,
+    common_word: CommonWord,
+    overlaps_rule: Callable[[int, int], bool],
+) -> Span | None:
+    if text[trimmed.start : trimmed.end].lower().rstrip(".") in _UNIT_WORDS:
+        return None  # "Suite" of "Suite 881" that the model read apart from the address
+    span = _retype(text, trimmed)
+    if span.entity == Entity.PERSON:
+        span = _grow_person(text, span, language, common_word, overlaps_rule)
+    return _score_single_word(text, span, language, mode, common_word)
+
+
+def _whole_words(text: str, span: Span) -> Iterable[Span]:
+    """`span` when it does not start or end inside a word (a rule cut "Tremblay514" is no name)."""
+    start, end = span.start, span.end
+    if start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+        return
+    if end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+        return
+    yield span
 
 
 def _titled_names(
@@ -193,7 +244,11 @@ def name_bearing_runs(
     return kept
 
 
+# Words that name a unit of an address, never a name or a place on their own.
+_UNIT_WORDS = frozenset("suite ste apt apartment unit floor app appartement bureau unité local".split())
 _TOKEN = re.compile(r"\S+")
+# Tokens with a digit, '@' or a slash: numbers, e-mails, URLs (the rules' business).
+_NOT_A_WORD = re.compile(r"[\d@/\\]")
 _WEEKDAYS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday "
     "lundi mardi mercredi jeudi vendredi samedi dimanche".split()
@@ -205,12 +260,17 @@ _EDGE_PUNCTUATION = "\"'“”«»()[]{}<>,.;:!?*…"
 def _could_hold_a_name(
     text: str, start: int, end: int, language: Language, *, common_word: CommonWord, known_word: CommonWord | None
 ) -> bool:
-    if known_word is not None and not any(c.isupper() for c in text[start:end]):
-        # A writer who uses no capitals gives no clue: read the sentence (strict mode).
-        return any(c.isalpha() for c in text[start:end])
+    sentence = text[start:end]
+    # `s != s.lower()`: has a capital letter (a test in C; this gate runs on every sentence).
+    if sentence == sentence.lower():
+        # A writer who uses no capitals gives no clue: read the sentence (strict mode). Without
+        # a capital, permissive fusion would keep no name, so the model need not read it.
+        return known_word is not None and any(c.isalpha() for c in sentence)
     for token in _TOKEN.finditer(text, start, end):
         raw = token.group()
-        if any(c.isdigit() or c in "@/\\" for c in raw):
+        if known_word is None and raw == raw.lower():
+            continue  # permissive mode reads capitalised words only
+        if _NOT_A_WORD.search(raw):
             continue
         word = _ELISION.sub("", raw.strip(_EDGE_PUNCTUATION))
         if not word or not word[0].isalpha():

@@ -42,6 +42,10 @@ _CANDIDATE_MODELS: dict[Language, tuple[str, ...]] = {
 }
 
 
+KNOWN_CACHE = 100_000
+"""Dictionary words `CommonWords.known` remembers per language (a few MB at most)."""
+
+
 class CommonWords:
     """`common(word, language)`: is this lower-cased word a common word of the language?
 
@@ -55,6 +59,8 @@ class CommonWords:
         self._nouns: dict[Language, frozenset[int | str]] = {}
         self._hash: Callable[[str], int] | None = None
         self._lock = threading.Lock()
+        # Words `known()` has already found in the tables (the NER gate asks for every word).
+        self._known: dict[Language, set[str]] = {language: set() for language in LANGUAGES}
 
     def __call__(self, word: str, language: Language) -> bool:
         if word in _BUILTIN[language]:
@@ -70,11 +76,18 @@ class CommonWords:
         Broader than `__call__`: the English noun index (WordNet's) also lists names ("james",
         "kenya"), so this tells only that a lower-case word is probably not a name.
         """
+        known = self._known.get(language)
+        if known is not None and word in known:
+            return True
         forms = _english_stems(word) if language == "en" else (word,)
         if any(self(form, language) for form in forms):
-            return True
-        nouns = self._nouns.get(language, frozenset())
-        return bool(nouns) and any(form in nouns for form in forms)
+            found = True
+        else:
+            nouns = self._nouns.get(language, frozenset())
+            found = bool(nouns) and any(form in nouns for form in forms)
+        if found and known is not None and len(known) < KNOWN_CACHE:
+            known.add(word)  # dictionary words only: a word the tables do not hold is never kept
+        return found
 
     def _load(self, language: Language) -> frozenset[int | str]:
         with self._lock:

@@ -12,6 +12,14 @@ Labels map to veil's entities: PERSON/PER → PERSON; GPE, LOC, FAC → LOCATION
 ORGANIZATION. Other labels (DATE, CARDINAL, MONEY, MISC, NORP …) are not personal data or come
 from the rules, and are dropped. spaCy's NER gives no probabilities: each entity gets a fixed
 prior score, which the fusion step (`veil.detect.fusion`) raises or lowers from evidence.
+
+Inside a memory zone spaCy builds every word's lexeme anew (a dozen Python attribute functions
+per word) and caches no tokenization, call after call: about a tenth of the model's time on chat
+messages. So the pipeline keeps, outside the zone, the lexemes and tokenizations of common words:
+the language's stop words at load, then each whitespace-separated chunk of the texts it reads
+whose words are all common words of the language (`veil.detect.ner.lexicon`: dictionary forms,
+never a word the lexicon does not know, so a name like "Tremblay" is never kept), up to
+`KEPT_CHUNKS` per pipeline (a few MB). Everything else still goes with the zone.
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from veil.detect.ner.base import Window, windows
+from veil.detect.ner.lexicon import COMMON_WORDS
 from veil.entities import LANGUAGES, Entity, Language, Span
 from veil.errors import ModelUnavailable
 
@@ -56,15 +65,25 @@ _NOT_NER = ("tagger", "parser", "attribute_ruler", "lemmatizer", "trainable_lemm
 # spaCy's own limit is 1,000,000 characters; longer texts are cut into windows well below it.
 _WINDOW = 100_000
 
+KEPT_CHUNKS = 50_000
+"""Common-word chunks whose lexemes and tokenization a pipeline keeps across calls (at most)."""
+# What may surround the words of a kept chunk ("Bonjour,", "(merci)", "l'équipe").
+_CHUNK_EDGES = "\"'“”«»()[]{}<>,.;:!?…"
+_WORD_JOINERS = str.maketrans({"'": " ", "’": " ", "-": " "})
+
 
 class _Pipeline:
     """A loaded spaCy pipeline and the lock that serialises its use."""
 
-    def __init__(self, name: str, nlp: Any) -> None:
+    def __init__(self, name: str, nlp: Any, language: Language) -> None:
         self.name = name
         self.nlp = nlp
+        self.language = language
         self.version = f"{nlp.meta.get('lang', '?')}_{nlp.meta.get('name', '?')}-{nlp.meta.get('version', '?')}"
         self._lock = threading.Lock()
+        self._kept: set[str] = set()
+        stop_words = getattr(getattr(nlp, "Defaults", None), "stop_words", ())
+        self._keep([form for word in stop_words for form in (word, word.capitalize())])
 
     def _zone(self) -> AbstractContextManager[Any]:
         zone = getattr(self.nlp, "memory_zone", None)
@@ -72,11 +91,34 @@ class _Pipeline:
 
     def entities(self, texts: Sequence[str], batch_size: int) -> list[list[tuple[int, int, str]]]:
         """(start, end, label) of every entity in each text."""
-        with self._lock, self._zone():
-            return [
-                [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
-                for doc in self.nlp.pipe(texts, batch_size=batch_size)
-            ]
+        with self._lock:
+            with self._zone():
+                found = [
+                    [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
+                    for doc in self.nlp.pipe(texts, batch_size=batch_size)
+                ]
+            if len(self._kept) < KEPT_CHUNKS:
+                self._keep(chunk for text in texts for chunk in text.split() if self._common_chunk(chunk))
+        return found
+
+    def _keep(self, chunks: Iterable[str]) -> None:
+        """Tokenize `chunks` outside the memory zone: their lexemes and tokenizations stay."""
+        new = {chunk for chunk in chunks if chunk not in self._kept}
+        room = KEPT_CHUNKS - len(self._kept)
+        if not new or room <= 0:
+            return
+        if len(new) > room:
+            new = set(sorted(new)[:room])
+        self.nlp.tokenizer(" ".join(new))
+        self._kept.update(new)
+
+    def _common_chunk(self, chunk: str) -> bool:
+        if chunk in self._kept:
+            return False
+        words = chunk.strip(_CHUNK_EDGES).translate(_WORD_JOINERS).split()
+        if not words or not all(word.isalpha() for word in words):
+            return False
+        return all(COMMON_WORDS(word.lower(), self.language) for word in words)
 
 
 _PIPELINES: dict[str, _Pipeline] = {}
@@ -106,7 +148,7 @@ def load_pipeline(name: str, language: Language) -> _Pipeline:
     with _LOADING:
         pipeline = _PIPELINES.get(name)
         if pipeline is None:
-            pipeline = _PIPELINES[name] = _Pipeline(name, _load(name, language))
+            pipeline = _PIPELINES[name] = _Pipeline(name, _load(name, language), language)
     return pipeline
 
 
