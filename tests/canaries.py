@@ -155,6 +155,11 @@ class Scanner:
                 self.findings.append(Finding(source, name, form, self.where, excerpt[:300]))
         return hits
 
+    def tally(self, kind: str, count: int) -> None:
+        """Count what a test scanned by itself (stored values …), for the session's summary line."""
+        with self._lock:
+            self.counts[kind] = self.counts.get(kind, 0) + count
+
     def report(self) -> str:
         lines = [f"{len(self.findings)} canary value(s) found where personal data must never be:"]
         lines += [f"  [{f.source}] {f.canary} ({f.form}) during {f.where}: {f.excerpt!r}" for f in self.findings[:50]]
@@ -188,7 +193,10 @@ class StoredValues:
 
 
 def canaries_in(values: StoredValues, scanner: Scanner | None = None) -> list[str]:
-    """`where: canary (form)` for each stored value that holds a canary."""
+    """`where: canary (form)` for each stored value that holds a canary (counted in SCANNER's
+    summary: values, and places, a table's column, a Redis key, a file)."""
+    SCANNER.tally("stored values", len(values.items))
+    SCANNER.tally("stored places", len({where for where, _ in values.items}))
     scanner = scanner or Scanner()
     found = []
     for where, value in values.items:
