@@ -3,6 +3,9 @@
 Some frameworks phone home when imported or used (Haystack's telemetry, LangSmith tracing,
 posthog, Hugging Face hub checks). They are switched off here, before any test module imports
 them, whichever test folder is run on its own.
+
+The canary plugin (tests/canary_plugin.py) watches every log record of the run for canary
+personal data (tests/canaries.py) and fails the run if one appears.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+pytest_plugins = ["pytester", "canary_plugin"]
 
 for variable, value in {
     "HAYSTACK_TELEMETRY_ENABLED": "False",

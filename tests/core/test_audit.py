@@ -187,3 +187,16 @@ def test_refusals_carry_a_code_and_refused_approvals_are_audited(veil: Veil) -> 
 def test_an_impossible_policy_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         RevealPolicy(required=3, approvers=frozenset({"a", "b"}))
+
+
+def test_an_unknown_request_id_is_neither_repeated_nor_audited_as_given(veil: Veil) -> None:
+    # Regression (canary scan): an email sent as the request id came back in the error and was
+    # written in clear into the audit log's `reveal_refused` record.
+    control = veil.dual_control(RevealPolicy(required=2))
+    with pytest.raises(ApprovalError) as refused:
+        control.approve("marie.tremblay@exemple.qc.ca", approver="bob")
+    assert refused.value.code == "not_found" and "marie" not in str(refused.value)
+    (record,) = [r for r in veil.audit.store.records() if r.event == "reveal_refused"]
+    assert "marie" not in str(record.to_dict())
+    with pytest.raises(ApprovalError, match="rvl_nope"):
+        control.approve("rvl_nope", approver="bob")

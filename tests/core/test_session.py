@@ -278,3 +278,23 @@ def test_a_veil_with_another_engine_shares_the_vault_so_tokens_restore_across_mo
     sent = veil.session("shared").anonymize("Écrivez à jean@x.ca").text
     assert permissive.session("shared").restore(sent) == "Écrivez à jean@x.ca"
     assert permissive.vault is veil.vault and permissive.audit is veil.audit
+
+
+def test_errors_for_a_value_passed_where_a_token_or_an_entity_goes_do_not_repeat_it() -> None:
+    # Regressions (canary scan): `require` quoted its argument, and `token_for` made a token (stored
+    # in clear) out of any entity string, a value passed by mistake included.
+    session = Veil().session("conv", tenant="acme")
+    email = "marie.tremblay@exemple.qc.ca"
+    with pytest.raises(TokenNotFound) as missing:
+        session.require(email)
+    assert email not in str(missing.value) and "not a veil token" in str(missing.value)
+    with pytest.raises(TokenNotFound, match=r"\{\{EMAIL_9\}\}"):
+        session.require("{{EMAIL_9}}")
+    with pytest.raises(ConfigError) as bad_entity:
+        session.token_for(email, email)
+    assert email not in str(bad_entity.value)
+    with pytest.raises(ConfigError) as bad_language:
+        session.anonymize("x", language="Marie Tremblay")  # type: ignore[arg-type]
+    assert "Marie" not in str(bad_language.value)
+    with pytest.raises(ConfigError, match="'de'"):
+        session.anonymize("x", language="de")  # type: ignore[arg-type]

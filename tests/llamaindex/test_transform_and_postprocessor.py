@@ -17,7 +17,7 @@ from .test_llm import BrokenDetector
 
 DOCUMENTS = [
     Document(
-        text=f"Marie Tremblay's file. E-mail {CANARIES['email']}, phone {CANARIES['phone']}. Prefers e-mail.",
+        text=f"Jeanne Roy's file. E-mail {CANARIES['email']}, phone {CANARIES['phone']}. Prefers e-mail.",
         metadata={"owner": CANARIES["email"], "type": f"SIN {CANARIES['sin']}", "pages": 2},
     ),
     Document(text=f"Billing: card {CANARIES['card']} was charged twice in March.", metadata={"owner": "billing"}),

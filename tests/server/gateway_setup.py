@@ -11,6 +11,8 @@ import os
 import tempfile
 from typing import Any
 
+from canaries import CANARIES as ALL_CANARIES
+from canaries import CANARY_TEXT
 from server_live import closed_port
 from veil_server import Settings
 
@@ -19,16 +21,9 @@ from veil.detect.policy import Policy
 # The gateway's state database defaults to $VEIL_HOME/server.db: never the working directory in tests.
 os.environ.setdefault("VEIL_HOME", tempfile.mkdtemp(prefix="veil-server-tests-"))
 
-CANARIES = {
-    "email": "marie.tremblay@exemple.qc.ca",
-    "phone": "+1 514 872 3456",
-    "sin": "130 692 544",
-    "card": "4111 1111 1111 1111",
-}
-CANARY_TEXT = (
-    f"Bonjour, je suis Marie. Écrivez-moi à {CANARIES['email']} ou appelez le {CANARIES['phone']}. "
-    f"Mon NAS est {CANARIES['sin']} et ma carte {CANARIES['card']}."
-)
+CANARIES = {name: ALL_CANARIES[name] for name in ("email", "phone", "sin", "card")}
+"""The canaries (tests/canaries.py) that the rules detect without NER, which the server tests turn off."""
+__all__ = ["CANARIES", "CANARY_TEXT", "FAILURE_MODELS", "KEYS", "gateway_settings", "sha256"]
 
 KEYS = {
     "sk-veil-test": {"scopes": ["chat", "embeddings", "anonymize", "scan", "models"]},

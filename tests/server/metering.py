@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from canaries import SCANNER
 from gateway_setup import FAILURE_MODELS, gateway_settings, sha256
 from server_live import closed_port
 from veil_server import Settings
@@ -155,5 +156,12 @@ def wait_started(process: subprocess.Popen[str]) -> None:
             break
     else:
         pytest.fail("veil serve did not start:\n" + "".join(seen))
+    for line in seen:
+        SCANNER.observe("subprocess veil serve", line, kind="lines of subprocess output")
     stream = process.stderr
-    threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
+
+    def drain() -> None:  # every line uvicorn and the gateway log, scanned for canaries
+        for line in stream:
+            SCANNER.observe("subprocess veil serve", line, kind="lines of subprocess output")
+
+    threading.Thread(target=drain, daemon=True).start()

@@ -15,10 +15,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import anyio
+import httpx
 import uvicorn
+from canaries import SCANNER
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from veil_server.echo import create_echo_app
 
@@ -42,18 +44,41 @@ def closed_port() -> int:
 
 @contextmanager
 def serve(app: ASGIApp) -> Iterator[str]:
-    """Run `app` under uvicorn on loopback; yields its base URL (http://127.0.0.1:PORT)."""
+    """Run `app` under uvicorn on loopback; yields its base URL (http://127.0.0.1:PORT).
+
+    uvicorn logs at DEBUG through the root logger (no handlers of its own): the canary plugin scans
+    every record. Its access log is off, as `veil serve` has it (the gateway's own access log,
+    `veil_server.access`, is on). Before it stops, a gateway's /metrics page is scanned too."""
     sock = bound_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, log_config=None, log_level="debug", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=2)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield url
     finally:
+        scan_metrics(url)
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+def scan_output(source: str, lines: list[str], rest: IO[str] | None = None) -> None:
+    """Hand what a server run in a subprocess printed (and, from `rest`, what it printed since,
+    read to its end: call it once the process has exited) to the canary scanner."""
+    remaining = rest.read().splitlines() if rest is not None else []
+    for line in [*lines, *remaining]:
+        SCANNER.observe(source, line, kind="lines of subprocess output")
+
+
+def scan_metrics(url: str) -> None:
+    """Hand a gateway's Prometheus page to the canary scanner (other apps have none: nothing to do)."""
+    with suppress(httpx.HTTPError):
+        page = httpx.get(f"{url}/metrics", timeout=5)
+        if page.status_code == 200 and page.text.startswith("# HELP"):
+            SCANNER.observe(f"/metrics of {url}", page.text, kind="/metrics pages")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from server_live import scan_output
 from veil_server import Settings, create_app
 
 from veil.cli import main
@@ -151,6 +152,7 @@ def test_keys_made_by_the_cli_work_on_a_running_veil_serve_with_two_workers(tmp_
     finally:
         process.terminate()
         process.wait(timeout=30)
+        scan_output("subprocess veil serve --workers 2", banner, process.stderr)
 
 
 def test_the_core_cli_names_the_package_to_install_for_api_keys() -> None:

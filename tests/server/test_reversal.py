@@ -318,3 +318,28 @@ def test_a_sealed_reason_moved_to_another_request_does_not_open(state: StateDB) 
     assert store.load(first.id) is not None
     with pytest.raises(IntegrityError):
         store.load(second.id)
+
+
+def access_token(base: str, key: str) -> str:
+    answer = call(base, "POST", "/v1/auth/token", key)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def test_an_access_token_carries_its_keys_identity_for_dual_control(gateway: tuple[str, Any]) -> None:
+    """Self-approval cannot be dodged with a token of one's own key, and a requester may reveal
+    with a token of the key that asked (the identity is the key, whatever the credential)."""
+    base, _ = gateway
+    seed(base)
+    own = ask(base, key="sk-admin-c")
+    assert error_code(call(base, "POST", f"/v1/approvals/{own}/approve", access_token(base, "sk-admin-c"))) == (
+        403, "self_approval",
+    )  # fmt: skip
+    request_id = ask(base)
+    tokens = [approve(base, request_id, access_token(base, "sk-admin-a")), approve(base, request_id, "sk-admin-b")]
+    assert error_code(reverse(base, request_id, tokens, key=access_token(base, "sk-colleague"))) == (
+        403, "not_requester",
+    )  # fmt: skip
+    assert reverse(base, request_id, tokens, key=access_token(base, "sk-requester")).status_code == 200
+    # Replayed, with the other credential of the same key: still used once.
+    assert error_code(reverse(base, request_id, tokens)) == (409, "approval_request_used")

@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 from gateway_setup import CANARIES, CANARY_TEXT
-from server_live import closed_port
+from server_live import closed_port, scan_output
 from veil_server import Settings
 from veil_server.auth import StaticKeyAuthenticator
 
@@ -53,6 +53,7 @@ def test_veil_serve_without_configuration_round_trips_on_the_echo_model(tmp_path
     finally:
         process.terminate()
         process.wait(timeout=20)
+        scan_output("subprocess veil serve", banner, process.stderr)
 
 
 def test_the_core_cli_names_the_package_to_install_when_the_server_is_missing() -> None:
@@ -131,8 +132,9 @@ def test_two_workers_share_one_vault_for_named_scopes(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert process.stderr is not None
-        started = 0
+        started, seen = 0, []
         for line in process.stderr:  # each worker says so once it serves
+            seen.append(line)
             started += "Application startup complete" in line
             if started == 2:
                 break
@@ -156,3 +158,4 @@ def test_two_workers_share_one_vault_for_named_scopes(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        scan_output("subprocess veil serve --workers 2", seen, process.stderr)

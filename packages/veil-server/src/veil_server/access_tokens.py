@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import jwt
 
 from veil_server.auth import Principal
+from veil_server.errors import listed_names
 from veil_server.settings import SCOPES, ServerSettings
 
 AUDIENCE = "veil"
@@ -124,7 +125,7 @@ class TokenIssuer:
             granted = tuple(sorted(set(scopes)))
             unknown = [scope for scope in granted if scope not in SCOPES]
             if unknown:
-                raise ValueError(f"unknown scope(s) {', '.join(unknown)}")
+                raise ValueError(f"unknown scope(s) {listed_names(unknown)}")
             beyond = [scope for scope in granted if not principal.allows(scope)]
             if beyond:
                 missing = ", ".join(beyond)

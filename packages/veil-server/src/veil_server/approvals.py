@@ -22,7 +22,7 @@ from typing import Any
 from veil.audit import GENESIS, AuditLog, AuditRecord
 from veil.crypto.keyring import KeyRing
 from veil.errors import ApprovalError
-from veil.reveal import Approval, DualControl, RevealPolicy, RevealRequest
+from veil.reveal import Approval, DualControl, RevealPolicy, RevealRequest, shown_request_id
 from veil_server.sealing import FieldSealer
 from veil_server.settings import ReversalSettings
 from veil_server.state import StateDB, Transaction
@@ -121,7 +121,7 @@ class StateApprovalStore(_Migrated):
             sql = f"SELECT {self._COLUMNS} FROM approval_requests WHERE id = ?{lock}"  # noqa: S608 - constants
             row = tx.fetchone(sql, (request_id,))
             if row is None:
-                raise ApprovalError(f"no reveal request {request_id}", code="not_found")
+                raise ApprovalError(f"no reveal request {shown_request_id(request_id)}", code="not_found")
             current = self._from_row(row)
             updated = change(current)
             if (updated.id, updated.tenant, updated.scope, updated.requester) != (
@@ -223,8 +223,9 @@ class Reversal:
         """The tenant's request. Another tenant's is refused exactly like an unknown one (and audited)."""
         found = self.store.load(request_id)
         if found is None or found.tenant != tenant:
-            refused = ApprovalError(f"no reveal request {request_id} in this tenant", code="not_found")
-            self.audit.record("reveal_refused", tenant=tenant, actor=actor, request=request_id[:100], step=step,
+            shown = shown_request_id(request_id)
+            refused = ApprovalError(f"no reveal request {shown} in this tenant", code="not_found")
+            self.audit.record("reveal_refused", tenant=tenant, actor=actor, request=shown, step=step,
                               code=refused.code)  # fmt: skip
             raise refused
         return found

@@ -10,6 +10,7 @@ override in turn. With several workers, each process reads the same settings fro
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Sequence
@@ -72,6 +73,17 @@ def _auth_summary(settings: Any, configured: int) -> str:
     return "the keys of `veil keys create`" if stored else "open until a key exists (`veil keys create`)"
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration, with veil's loggers on its handler. uvicorn's access log is
+    off: it writes the URL each client sent (a path can carry personal data); the gateway's
+    `veil_server.access` log names the route's template instead."""
+    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["veil_server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.update(_overrides(args))
@@ -96,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     options: dict[str, Any] = {"host": server.host, "port": server.port, "log_level": server.log_level,
-                               "timeout_graceful_shutdown": 10}  # fmt: skip
+                               "timeout_graceful_shutdown": 10, "access_log": False,
+                               "log_config": log_config(server.log_level)}  # fmt: skip
     if server.workers > 1:
         uvicorn.run("veil_server.app:app_from_environment", factory=True, workers=server.workers, **options)
     else:

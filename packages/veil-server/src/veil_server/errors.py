@@ -5,7 +5,10 @@
 `ApiError` is raised anywhere in the server; `install_error_handlers` turns it, FastAPI's
 validation errors (never the default 422 body), Starlette's 404/405, and any unexpected exception
 (never a stack trace) into that shape. Messages never contain the request's text: they carry
-parameter names, model names, token names, counts and a request id.
+parameter names, model names, token names, counts and a request id. A name the client wrote (a
+model, an id, a path, a parameter) is repeated only when it has the shape of such a name
+(`echo_name`): a client's mistake can put personal data where a name goes, and an error message is
+logged by clients, proxies and support tickets.
 
 Status codes and types follow the OpenAI API, so that the official SDKs raise their usual
 exceptions (`BadRequestError`, `AuthenticationError`, `RateLimitError`, `InternalServerError` …).
@@ -14,7 +17,9 @@ exceptions (`BadRequestError`, `AuthenticationError`, `RateLimitError`, `Interna
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from veil.errors import ApprovalError, ConfigError, DetectionError, InputError, TokenNotFound, VaultError
+from veil_server.metrics import endpoint_label
 
 log = logging.getLogger("veil_server")
 
@@ -39,6 +45,32 @@ _TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+_NAME_SHAPED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}")
+_PATH_SHAPED = re.compile(r"(?:/[A-Za-z0-9._:-]{1,100}){0,12}/?")
+_PARAMETER_SHAPED = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_LONG_NUMBER = re.compile(r"[0-9]{7}")
+
+
+def echo_name(value: object, otherwise: str, *, path: bool = False) -> str:
+    """`value` in backquotes when it has the shape of a name (of a model, an id; a URL path with
+    `path`) and holds no long number, else `otherwise`."""
+    shape = _PATH_SHAPED if path else _NAME_SHAPED
+    if isinstance(value, str) and shape.fullmatch(value) and not _LONG_NUMBER.search(value):
+        return f"`{value}`"
+    return otherwise
+
+
+def listed_names(values: Iterable[object]) -> str:
+    """Unknown names for an error message: those shaped like a name, quoted; the others counted."""
+    given = list(values)
+    shaped = [v for v in given if isinstance(v, str) and _NAME_SHAPED.fullmatch(v) and not _LONG_NUMBER.search(v)]
+    shown = ", ".join(f"'{name}'" for name in shaped)
+    others = len(given) - len(shaped)
+    if others:
+        shown += f"{' and ' if shown else ''}{others} value(s) not shaped like a name"
+    return shown
 
 
 def error_type_for(status: int) -> str:
@@ -114,7 +146,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if not errors:
         return "the request body is invalid", None
     first = errors[0]
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    location = _location(first.get("loc", ()))
     param = ".".join(location) or None
     kind = first.get("type", "")
     if kind == "json_invalid" or (param is None and kind in ("model_attributes_type", "dict_type")):
@@ -126,9 +158,27 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if kind == "missing":
         return f"Missing required parameter: '{param}'.", param
     if kind == "extra_forbidden":
+        if len(location) < len(_location(first.get("loc", ()), complete=True)):
+            return "Unrecognized request argument supplied (its name is not a parameter's).", param
         return f"Unrecognized request argument supplied: {param}", param
     # pydantic's message says what was expected; the offending input itself is never echoed.
-    return f"Invalid value for '{param}': {first.get('msg', 'invalid')}.", param
+    where = f"for '{param}'" if param else "in the request body"
+    return f"Invalid value {where}: {first.get('msg', 'invalid')}.", param
+
+
+def _location(loc: Any, *, complete: bool = False) -> list[str]:
+    """Where pydantic found the error, up to the first part that is neither a position nor shaped
+    like a parameter's name: a dict key there (a mapping's token, a value written in its place)
+    is the client's data, never repeated (`complete`: every part, to tell whether one was cut)."""
+    parts: list[str] = []
+    for part in loc:
+        if part == "body" and not parts:
+            continue
+        if isinstance(part, int) or complete or _PARAMETER_SHAPED.fullmatch(str(part)):
+            parts.append(str(part))
+        else:
+            break
+    return parts
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -143,11 +193,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        method = request.method if _NAME_SHAPED.fullmatch(request.method) else "(method)"
+        url = echo_name(request.url.path, "", path=True).strip("`") or "(a path that does not look like one)"
         if exc.status_code == 404:
-            message = f"Unknown request URL: {request.method} {request.url.path}."
+            message = f"Unknown request URL: {method} {url}."
             return ApiError(404, message, code="unknown_url").response()
         if exc.status_code == 405:
-            message = f"Method {request.method} is not allowed on {request.url.path}."
+            message = f"Method {method} is not allowed on {url}."
             return ApiError(405, message, code="method_not_allowed").response()
         return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})).response()
 
@@ -155,5 +207,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]
         # The type and the incident id only: an exception's message may quote the request's text.
-        log.error("unexpected %s while serving %s (incident %s)", type(exc).__name__, request.url.path, incident)
+        log.error("unexpected %s while serving %s (incident %s)", type(exc).__name__, endpoint_label(request.url.path),
+                  incident)  # fmt: skip
         return ApiError(500, f"internal server error (incident {incident})", code="internal_error").response()

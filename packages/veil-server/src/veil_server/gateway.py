@@ -33,7 +33,7 @@ from veil_server.access_tokens import TokenIssuer
 from veil_server.approvals import Reversal
 from veil_server.auth import Authenticator, StaticKeyAuthenticator
 from veil_server.dispatcher import WebhookDispatcher
-from veil_server.errors import ApiError, from_veil_error
+from veil_server.errors import ApiError, echo_name, from_veil_error
 from veil_server.events import EventSink, NullEventSink
 from veil_server.keys import KeyStore, KeyStoreError, check_key_policy
 from veil_server.limits import Limiter, MemoryLimiter, RedisLimiter
@@ -236,8 +236,9 @@ class Gateway:
     def model(self, name: str, category: str) -> tuple[ModelSettings, Provider]:
         model = self.settings.models.get(name)
         if model is None:
+            shown = echo_name(name, "given")
             raise ApiError(
-                400, f"The model `{name}` does not exist or you do not have access to it.", param="model",
+                400, f"The model {shown} does not exist or you do not have access to it.", param="model",
                 code="invalid_model",
             )  # fmt: skip
         if category == "embedding" and model.category != "embedding":

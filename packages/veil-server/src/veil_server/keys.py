@@ -31,6 +31,7 @@ from veil.detect.engine import default_detectors
 from veil.detect.policy import Policy
 from veil.errors import VeilError
 from veil_server.auth import Principal
+from veil_server.errors import listed_names
 from veil_server.settings import SCOPES, KeyLimits, KeyPolicy
 from veil_server.state import StateDB
 
@@ -127,7 +128,7 @@ def check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     unknown = [scope for scope in chosen if scope not in SCOPES]
     if unknown:
         raise KeyStoreError(
-            f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(SCOPES))}", param="scopes"
+            f"unknown scope(s) {listed_names(unknown)}; known: {', '.join(sorted(SCOPES))}", param="scopes"
         )
     return chosen
 
@@ -151,7 +152,7 @@ def check_key_policy(policy: KeyPolicy, server: Policy) -> KeyPolicy:
     unknown = [name for name in names if name not in server.known_entities]
     if unknown:
         raise KeyStoreError(
-            f"policy.entities: unknown entity type(s) {', '.join(unknown)}; "
+            f"policy.entities: unknown entity type(s) {listed_names(unknown)}; "
             f"known: {', '.join(sorted(server.known_entities))}",
             param="policy.entities",
         )

@@ -1,5 +1,10 @@
-"""The outermost ASGI layer: body size limit (413), per-request metrics, and a last-resort
-catch that answers an OpenAI error object instead of a stack trace (and logs no request text)."""
+"""The outermost ASGI layer: body size limit (413), per-request metrics, the access log, and a
+last-resort catch that answers an OpenAI error object instead of a stack trace (and logs no
+request text).
+
+The access log (logger `veil_server.access`, INFO) names the route's template
+(`/v1/models/{model:path}`), never the URL the client sent: a path or a query string can carry
+personal data. No client address either. `veil serve` turns uvicorn's own access log off."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from veil_server.meter import HEADERS_SCOPE_KEY
 from veil_server.metrics import Metrics, endpoint_label
 
 log = logging.getLogger("veil_server")
+access_log = logging.getLogger("veil_server.access")
 
 
 class GuardMiddleware:
@@ -82,6 +88,16 @@ class GuardMiddleware:
         finally:
             method = scope.get("method", "")
             self.metrics.requests.labels(endpoint, method, str(status["code"])).inc()
+            if access_log.isEnabledFor(logging.INFO):
+                request_id = (scope.get(HEADERS_SCOPE_KEY) or {}).get("x-request-id", "-")
+                access_log.info("%s %s %d %.1f ms %s", method, route_template(scope), status["code"],
+                                (time.perf_counter() - started) * 1000, request_id)  # fmt: skip
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request, or `(no route)` (never the path sent)."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "(no route)"
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from veil_server.errors import listed_names
 from veil_server.limits import NANO, month_of
 from veil_server.state import StateDB
 
@@ -83,7 +84,7 @@ class UsageQuery:
     def __post_init__(self) -> None:
         unknown = [group for group in self.group_by if group not in GROUPS]
         if unknown:
-            raise ValueError(f"group_by: unknown {unknown}; known: {list(GROUPS)}")
+            raise ValueError(f"group_by: unknown {listed_names(unknown)}; known: {list(GROUPS)}")
         if self.end < self.start:
             raise ValueError("end is before start")
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from veil.errors import VeilError
+from veil_server.errors import listed_names
 from veil_server.events import EVENT_NAMES, Event
 from veil_server.sealing import FieldSealer
 from veil_server.state import StateDB
@@ -135,7 +136,7 @@ def check_events(events: Iterable[str]) -> list[str]:
         raise WebhookError(f"events: choose at least one of {sorted(EVENT_NAMES)}")
     unknown = [name for name in chosen if name not in EVENT_NAMES]
     if unknown:
-        raise WebhookError(f"events: unknown {unknown}; known: {sorted(EVENT_NAMES)}")
+        raise WebhookError(f"events: unknown {listed_names(unknown)}; known: {sorted(EVENT_NAMES)}")
     return chosen
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -24,6 +25,14 @@ from typing import Protocol
 
 from veil.audit import AuditLog
 from veil.errors import ApprovalError, ConfigError
+
+_REQUEST_ID = re.compile(r"rvl_[0-9a-z_]{1,40}")
+
+
+def shown_request_id(request_id: object) -> str:
+    """A request id as errors and audit records may repeat it: as given when it has the shape of
+    one, else a placeholder (a client's mistake may put personal data where the id goes)."""
+    return request_id if isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id) else "(not a request id)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +98,7 @@ class MemoryApprovalStore:
         with self._lock:
             current = self._requests.get(request_id)
             if current is None:
-                raise ApprovalError(f"no reveal request {request_id}", code="not_found")
+                raise ApprovalError(f"no reveal request {shown_request_id(request_id)}", code="not_found")
             updated = change(current)
             self._requests[request_id] = updated
             return updated
@@ -164,7 +173,7 @@ class DualControl:
     def _refused(self, request_id: str, actor: str, refused: ApprovalError, *, step: str) -> None:
         stored = self.store.load(request_id)
         self.audit.record("reveal_refused", tenant=stored.tenant if stored else "unknown", actor=actor,
-                          request=request_id, step=step, code=refused.code,
+                          request=shown_request_id(request_id), step=step, code=refused.code,
                           reason=str(refused)[:_REASON_CHARS])  # fmt: skip
 
     def reveal(self, request_id: str, *, requester: str, approval_tokens: Sequence[str]) -> dict[str, str]:

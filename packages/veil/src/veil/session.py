@@ -36,7 +36,7 @@ from veil.restore import Drift, Restored, Restorer, StreamingRestorer, token_sha
 from veil.reveal import ApprovalStore, DualControl, RevealPolicy
 from veil.structured import DESCRIPTIVE_KEYS, is_messages, map_json, map_messages
 from veil.surrogates import SurrogateRestorer, SurrogateStreamingRestorer, make_surrogate
-from veil.tokens import TOKEN_RE, format_token
+from veil.tokens import ENTITY_NAME, TOKEN_RE, format_token
 from veil.vault.base import NewMapping, Vault, get_or_create_many
 from veil.vault.memory import MemoryVault
 
@@ -226,6 +226,11 @@ class Session:
 
     def tokens_for(self, values: list[tuple[str, str]]) -> list[str]:
         """The scope's tokens for (entity, value) pairs, new ones created in one vault transaction."""
+        for index, (entity, _) in enumerate(values):
+            # The entity becomes part of the token, stored in clear: a value passed in its place must
+            # never end up there (nor in this message).
+            if not isinstance(entity, str) or not ENTITY_NAME.fullmatch(entity):
+                raise ConfigError(f"tokens_for: entity #{index} is not an entity name (UPPER_SNAKE_CASE: EMAIL …)")
         keys = [(entity, normalize_value(entity, value)) for entity, value in values]
         missing: dict[tuple[str, str], str] = {}
         for key, (_, value) in zip(keys, values, strict=True):
@@ -471,5 +476,7 @@ class Session:
         """The value of a token, or TokenNotFound."""
         value = self.value_of(token)
         if value is None:
-            raise TokenNotFound(f"token {token} is not known in this scope")
+            # Quote only what has a token's shape: a value passed by mistake must not be echoed.
+            shown = token if isinstance(token, str) and TOKEN_RE.fullmatch(token) else "(not a veil token)"
+            raise TokenNotFound(f"token {shown} is not known in this scope")
         return value

@@ -18,6 +18,9 @@ DEFAULT_REDACTION = "[{entity}]"
 TOKEN_RE = re.compile(r"\{\{([A-Z][A-Z0-9_]{0,63})_([1-9][0-9]{0,9})\}\}")
 """A token exactly as veil writes it: group 1 the entity, group 2 the number."""
 
+ENTITY_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+"""An entity name as tokens carry it (UPPER_SNAKE_CASE)."""
+
 MAX_TOKEN_LENGTH = 2 + 64 + 1 + 10 + 2
 
 

@@ -39,8 +39,9 @@ def extend_mapping(text: str, result: Anonymized, existing: dict[str, str]) -> t
     for token, value in existing.items():
         parsed = parse_token(token)
         if parsed is None:
-            raise ApiError(400, f"existing_mapping: {token!r} is not a veil token", param="existing_mapping",
-                           code="invalid_request")  # fmt: skip
+            # The key is not quoted: a mapping written the wrong way round has a value there.
+            raise ApiError(400, "existing_mapping: every key must be a veil token such as {{EMAIL_1}}",
+                           param="existing_mapping", code="invalid_request")  # fmt: skip
         known[(parsed.entity, normalize_value(parsed.entity, value))] = token
         highest[parsed.entity] = max(highest.get(parsed.entity, 0), parsed.number)
     renamed: dict[str, str] = {}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from veil_server.auth import Principal
-from veil_server.errors import ApiError
+from veil_server.errors import ApiError, echo_name
 from veil_server.gateway import Gateway
 from veil_server.routes import gateway_of, principal
 from veil_server.schemas import ERROR_RESPONSES, ErrorResponse, ModelList, ModelObject
@@ -57,6 +57,6 @@ async def retrieve_model(
     caller.require("models")
     gateway = gateway_of(request)
     if model not in gateway.settings.models:
-        raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it.", param="model",
-                       code="model_not_found")  # fmt: skip
+        raise ApiError(404, f"The model {echo_name(model, 'given')} does not exist or you do not have access to it.",
+                       param="model", code="model_not_found")  # fmt: skip
     return model_object(gateway, model)

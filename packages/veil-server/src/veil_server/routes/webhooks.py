@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from veil.errors import VaultError
 from veil_server.auth import Principal
-from veil_server.errors import ApiError
+from veil_server.errors import ApiError, echo_name
 from veil_server.events import EVENT_NAMES
 from veil_server.routes import gateway_of, principal
 from veil_server.schemas import ERROR_RESPONSES
@@ -76,7 +76,8 @@ class SubscriptionRequest(BaseModel):
 
 
 def _not_found(subscription_id: str) -> ApiError:
-    return ApiError(404, f"No webhook subscription {subscription_id!r} in this tenant.", param="id",
+    shown = echo_name(subscription_id, "with this id")
+    return ApiError(404, f"No webhook subscription {shown} in this tenant.", param="id",
                     code="webhook_not_found")  # fmt: skip
 
 

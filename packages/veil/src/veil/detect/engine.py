@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import importlib.util
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
@@ -32,6 +33,7 @@ from veil.errors import ConfigError, DetectionError, ModelUnavailable, VeilError
 
 # Below this many characters, `adetect` runs inline: a thread hop costs more than the scan.
 _INLINE_ASYNC_CHARS = 4096
+_CODE_SHAPED = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?")
 
 
 @runtime_checkable
@@ -239,7 +241,9 @@ class Engine:
         if choice == "auto":
             return guess_language(text)
         if choice not in LANGUAGES:
-            raise ConfigError(f"language must be one of en, fr, auto; got {choice!r}")
+            # A per-call argument: quoted only when it looks like a language code, never a text.
+            shown = repr(choice) if isinstance(choice, str) and _CODE_SHAPED.fullmatch(choice) else "another value"
+            raise ConfigError(f"language must be one of en, fr, auto; got {shown}")
         return choice
 
     def candidates(self, text: str, language: Language, *, mixed: bool = False) -> list[Span]:
