@@ -100,7 +100,8 @@ def main() -> None:
                        json={"model": "echo", "messages": [{"role": "user", "content": message}]})  # fmt: skip
             event = DELIVERIES.get(timeout=30)
             print("verified event: ", event["type"], json.dumps(event["data"]["pii_types"], sort_keys=True))
-            print("values in event:", any(v in json.dumps(event) for v in ("marie.tremblay", "514 872 3456", "130 692 544")))
+            values = ("marie.tremblay", "514 872 3456", "130 692 544")
+            print("values in event:", any(v in json.dumps(event) for v in values))
 
             body = json.dumps({"id": "evt_demo", "type": "anonymize.flagged", "data": {"pii_count": 99}}).encode()
             tampered = httpx.post(receiver_url, content=body.replace(b"99", b"0"),
