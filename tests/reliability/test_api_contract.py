@@ -85,7 +85,8 @@ def documented(spec: dict[str, Any], method: str, path: str, response: Any) -> N
 @pytest.fixture(scope="module")
 def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, Any]]]:
     """One gateway for the regression tests below (none of them changes its state)."""
-    with contract_app(tmp_path_factory.mktemp("contract")) as app, TestClient(app, headers=IDENTITIES["admin"]) as client:
+    home = tmp_path_factory.mktemp("contract")
+    with contract_app(home) as app, TestClient(app, headers=IDENTITIES["admin"]) as client:
         yield client, client.get("/openapi.json").json()
 
 

@@ -7,9 +7,10 @@ The veil extensions are documented on each model: `anonymize`, `anonymize_mode`,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from veil_server.settings import SCOPE_NAME_PATTERN
 
@@ -17,6 +18,13 @@ Mode = Literal["strict", "permissive"]
 
 SCOPE_PATTERN = f"^{SCOPE_NAME_PATTERN}$"
 """A scope's name (`veil_server.settings.valid_scope_name`), as the OpenAPI document states it."""
+
+
+def one_of(values: Iterable[str]) -> dict[str, JsonValue]:
+    """`json_schema_extra` of a list of names checked by the route (its error names the wrong one):
+    the document lists the names the route accepts."""
+    names: list[JsonValue] = [*sorted(values)]
+    return {"items": {"enum": names}}
 
 
 class _Open(BaseModel):
@@ -106,7 +114,9 @@ class AnonymizeRequest(BaseModel):
 
     text: str = Field(description="The text to anonymize.")
     scope: str | None = Field(
-        None, max_length=200, description="Keep the mapping in this scope of the vault (else returned only).",
+        None,
+        max_length=200,
+        description="Keep the mapping in this scope of the vault (else returned only).",
         json_schema_extra={"pattern": SCOPE_PATTERN},
     )
     existing_mapping: dict[str, str] | None = Field(
@@ -291,7 +301,8 @@ VEIL_HEADERS: dict[str, Any] = {
         {
             "name": "X-Anonymize-Mode", "in": "header", "required": False,
             "schema": {"type": "string", "enum": ["strict", "permissive"]},
-            "description": "veil: `strict` (maximal recall) or `permissive` (precision). The body's `anonymize_mode` wins.",
+            "description": "veil: `strict` (maximal recall) or `permissive` (precision). "
+            "The body's `anonymize_mode` wins.",
         },
         {
             "name": "X-Veil-Scope", "in": "header", "required": False,
@@ -301,7 +312,6 @@ VEIL_HEADERS: dict[str, Any] = {
     ]
 }  # fmt: skip
 """The veil extensions sent as headers (`openapi_extra` of the model routes; read by `conversation.decide`)."""
-
 
 
 def stream_content(chunk: str) -> dict[str, Any]:
@@ -321,7 +331,7 @@ def stream_content(chunk: str) -> dict[str, Any]:
             }
         },
         "description": "With `stream: true`: `data: {chunk}` events, the `veil` block on the last chunk, then "
-        "`data: [DONE]`. An error after the stream started is one `data: {\"error\": …}` event, and the end.",
+        '`data: [DONE]`. An error after the stream started is one `data: {"error": …}` event, and the end.',
     }
     return {"text/event-stream": {"schema": event}}
 

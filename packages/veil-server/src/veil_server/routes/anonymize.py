@@ -129,10 +129,13 @@ def _first_content(answer: dict[str, Any]) -> str | None:
     summary="Restore a text (tokens back to values)",
     response_model=RestoreResponse,
     responses=error_responses(
-        400, *AUTHENTICATED, 413, 429,
+        400,
+        *AUTHENTICATED,
+        413,
+        429,
         e403="`insufficient_scope` (`anonymize`; restoring from a scope also needs `mapping:read`)",
         e503="`vault_unavailable`, `limits_unavailable` or `state_unavailable`",
-    ),  # fmt: skip
+    ),
 )
 async def restore_text(
     payload: RestoreRequest, request: Request, caller: Annotated[Principal, Depends(principal)]

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 
 from veil_server.errors import ApiError
 from veil_server.limits import LimitsUnavailable
@@ -32,7 +32,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", summary="Readiness: the vault and every upstream answer", response_model=None,
+    "/readyz",
+    summary="Readiness: the vault and every upstream answer",
+    response_model=None,
     responses={200: {**READINESS, "description": "Ready"}, 503: {**READINESS, "description": "Not ready"}},
 )
 async def readyz(request: Request) -> Response:

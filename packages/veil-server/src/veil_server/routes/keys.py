@@ -22,7 +22,7 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.keys import ApiKeyRecord, KeyStoreError, check_key_policy
 from veil_server.routes import gateway_of, principal
-from veil_server.schemas import AUTHENTICATED, error_responses
+from veil_server.schemas import AUTHENTICATED, error_responses, one_of
 from veil_server.settings import SCOPES, KeyLimits, KeyPolicy
 from veil_server.state import StateUnavailable
 
@@ -40,7 +40,7 @@ class KeyCreateRequest(BaseModel):
 
     name: str | None = Field(default=None, max_length=100, description="A label for people (not secret, not unique).")
     scopes: list[str] = Field(min_length=1, description="chat, embeddings, anonymize, scan, models, reverse, "
-                              "mapping:read, usage, admin", json_schema_extra={"items": {"enum": sorted(SCOPES)}})  # fmt: skip
+                              "mapping:read, usage, admin", json_schema_extra=one_of(SCOPES))  # fmt: skip
     policy: KeyPolicy = Field(default_factory=KeyPolicy, description="anonymize, mode, allow_opt_out, entities")
     limits: KeyLimits = Field(default_factory=KeyLimits,
                               description="requests_per_minute, requests_per_day, monthly_budget (USD)")  # fmt: skip

@@ -49,8 +49,10 @@ async def list_models(request: Request, caller: Annotated[Principal, Depends(pri
 @router.get(
     "/v1/models/{model:path}",
     summary="Retrieve a model",
-    responses={200: {"model": ModelObject, "description": "The model"},
-               **error_responses(*AUTHENTICATED, 404, e404="`model_not_found`")},  # fmt: skip
+    responses={
+        200: {"model": ModelObject, "description": "The model"},
+        **error_responses(*AUTHENTICATED, 404, e404="`model_not_found`"),
+    },
 )
 async def retrieve_model(
     model: str, request: Request, caller: Annotated[Principal, Depends(principal)]

@@ -20,7 +20,7 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal
 from veil_server.routes.keys import in_store
-from veil_server.schemas import AUTHENTICATED, error_responses
+from veil_server.schemas import AUTHENTICATED, error_responses, one_of
 from veil_server.settings import SCOPES
 
 router = APIRouter(tags=["Authentication"])
@@ -30,7 +30,7 @@ class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scopes: list[str] | None = Field(default=None, description="A subset of the key's scopes (default: all of them).",
-                                     json_schema_extra={"items": {"enum": sorted(SCOPES)}})  # fmt: skip
+                                     json_schema_extra=one_of(SCOPES))  # fmt: skip
     expires_in: int | None = Field(default=None, ge=1, description="Seconds (default and maximum: `server.jwt_ttl`).")
 
 
