@@ -171,3 +171,15 @@ def test_model_names_the_served_models_and_any_other_is_a_documented_400(admin: 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_model"
     documented(spec, "POST", "/v1/embeddings", response)
+
+
+def test_embeddings_of_a_billion_dimensions_are_refused_not_allocated(admin: Any) -> None:
+    """Found by the first long run, which the kernel killed at 22 GB: the echo provider allocated
+    the vector a request asked for (`dimensions` has no upper bound in OpenAI's API), so one
+    request could take the gateway's memory. The echo provider now refuses more than 4,096."""
+    client, spec = admin
+    body = {"model": "echo-embedding", "input": "x", "dimensions": 1_000_000_000}
+    response = client.post("/v1/embeddings", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "dimensions"
+    documented(spec, "POST", "/v1/embeddings", response)
