@@ -15,6 +15,7 @@ import anyio.to_thread
 import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp
 
 from veil_server import __version__
@@ -25,6 +26,7 @@ from veil_server.middleware import GuardMiddleware
 from veil_server.routes import anonymize, chat, completions, embeddings, health, models, reversal, usage, webhooks
 from veil_server.routes import keys as admin_keys
 from veil_server.routes import tokens as auth_tokens
+from veil_server.schemas import STREAM_CHUNKS
 from veil_server.settings import Settings
 from veil_server.state import StateDB
 
@@ -88,22 +90,65 @@ def create_app(
     for module in (chat, completions, embeddings, models, anonymize, usage, health, auth_tokens, admin_keys,
                    webhooks, reversal):  # fmt: skip
         app.include_router(module.router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema without its 422 responses: validation errors here are 400 OpenAI error objects."""
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (`sk-veil-…`) or an access token "
+               "from POST /v1/auth/token: `Authorization: Bearer …`"},
+    "api_key_header": {"type": "apiKey", "in": "header", "name": "api-key",
+                       "description": "The same key in an `api-key` header (Azure-style clients)."},
+}  # fmt: skip
+
+# Request schemas whose `model` names a configured model, and the category it must have.
+_MODEL_FIELDS = {
+    "ChatCompletionRequest": "chat",
+    "CompletionRequest": "chat",
+    "AnonymizeRequest": "chat",
+    "EmbeddingRequest": "embedding",
+}
+
+
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's schema, made to tell the truth about this gateway (tests/reliability/test_api_contract.py):
+    no 422 responses (validation errors here are 400 OpenAI error objects); the chunks of the event
+    streams (`schemas.stream_content`) among the component schemas; every operation that can
+    answer 401 takes an API key (bearer or `api-key`); and `model` lists the models this gateway serves
+    (any other name is a 400 `invalid_model`)."""
     if app.openapi_schema is None:
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for operations in spec.get("paths", {}).values():
             for operation in operations.values():
-                operation.get("responses", {}).pop("422", None)
-        schemas = spec.get("components", {}).get("schemas", {})
+                responses = operation.get("responses", {})
+                responses.pop("422", None)
+                if "401" in responses:
+                    operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+        components = spec.setdefault("components", {})
+        components["securitySchemes"] = SECURITY_SCHEMES
+        schemas = components.setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        _, chunks = models_json_schema([(chunk, "serialization") for chunk in STREAM_CHUNKS],
+                                       ref_template="#/components/schemas/{model}")  # fmt: skip
+        for name, schema in chunks.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        for name, category in _MODEL_FIELDS.items():
+            served = sorted(model for model, found in settings.models.items() if (found.category == "embedding")
+                            == (category == "embedding"))  # fmt: skip
+            field = schemas.get(name, {}).get("properties", {}).get("model")
+            if field is not None and served:
+                _name_models(field, served)
         app.openapi_schema = spec
     return app.openapi_schema
+
+
+def _name_models(field: dict[str, Any], served: list[str]) -> None:
+    """The string branch of a `model` property becomes an enum of the configured models."""
+    for branch in [field, *field.get("anyOf", [])]:
+        if branch.get("type") == "string":
+            branch["enum"] = served
+            branch["description"] = "One of this gateway's models (GET /v1/models)."
 
 
 def app_from_environment() -> FastAPI:

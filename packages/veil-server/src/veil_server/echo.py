@@ -33,6 +33,8 @@ from starlette.routing import Route
 
 DEFAULT_CHUNK = 4
 EMBEDDING_DIMENSIONS = 64
+MAX_EMBEDDING_DIMENSIONS = 4096
+"""A vector is allocated whole: a request may not ask for more (OpenAI's largest model has 3,072)."""
 _WORD = re.compile(r"\{\{[A-Z0-9_]+\}\}|\w+")
 
 
@@ -234,7 +236,9 @@ async def embeddings(request: Request) -> Response:
         inputs = [" ".join(map(str, item)) for item in raw]
     else:
         return _error(400, "input must be a string, a list of strings or token arrays", "input")
-    dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+    dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+    if not isinstance(dimensions, int) or not 1 <= dimensions <= MAX_EMBEDDING_DIMENSIONS:
+        return _error(400, f"dimensions must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}", "dimensions")
     base64_format = body.get("encoding_format") == "base64"
     data = []
     for index, text in enumerate(inputs):

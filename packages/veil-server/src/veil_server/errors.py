@@ -199,8 +199,9 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"Unknown request URL: {method} {url}."
             return ApiError(404, message, code="unknown_url").response()
         if exc.status_code == 405:
+            # Starlette's 405 carries the `Allow` header the client needs (RFC 9110): keep it.
             message = f"Method {method} is not allowed on {url}."
-            return ApiError(405, message, code="method_not_allowed").response()
+            return ApiError(405, message, code="method_not_allowed", headers=dict(exc.headers or {})).response()
         return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})).response()
 
     @app.exception_handler(Exception)

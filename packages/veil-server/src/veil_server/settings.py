@@ -50,7 +50,9 @@ ECHO_PROVIDER = "echo"
 SCOPES = frozenset({"chat", "embeddings", "anonymize", "scan", "models", "reverse", "mapping:read", "usage", "admin"})
 DEFAULT_SCOPES = ("chat", "embeddings", "anonymize", "scan", "models")
 
-_SCOPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}")
+SCOPE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}"
+"""A scope's name: also stated in the OpenAPI document (`schemas.SCOPE_PATTERN`)."""
+_SCOPE_NAME = re.compile(SCOPE_NAME_PATTERN)
 
 
 class _Strict(BaseModel):

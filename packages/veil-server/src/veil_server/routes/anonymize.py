@@ -16,7 +16,8 @@ from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.routes.chat import flag_pii
 from veil_server.schemas import (
-    ERROR_RESPONSES,
+    AUTHENTICATED,
+    UPSTREAM_ERRORS,
     AnonymizeRequest,
     AnonymizeResponse,
     LlmResult,
@@ -25,6 +26,7 @@ from veil_server.schemas import (
     ScanRequest,
     ScanResponse,
     ScanSpan,
+    error_responses,
 )
 
 router = APIRouter(tags=["veil"])
@@ -67,7 +69,7 @@ def mapping_restorer(mapping: dict[str, str]) -> Restorer:
     return Restorer(mapping.get, known=lambda: list(mapping), lenient=True)
 
 
-@router.post("/v1/anonymize", summary="Anonymize a text", response_model=AnonymizeResponse, responses=ERROR_RESPONSES)
+@router.post("/v1/anonymize", summary="Anonymize a text", response_model=AnonymizeResponse, responses=UPSTREAM_ERRORS)
 async def anonymize_text(
     payload: AnonymizeRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> AnonymizeResponse:
@@ -127,7 +129,14 @@ def _first_content(answer: dict[str, Any]) -> str | None:
     "/v1/anonymize",
     summary="Restore a text (tokens back to values)",
     response_model=RestoreResponse,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(
+        400,
+        *AUTHENTICATED,
+        413,
+        429,
+        e403="`insufficient_scope` (`anonymize`; restoring from a scope also needs `mapping:read`)",
+        e503="`vault_unavailable`, `limits_unavailable` or `state_unavailable`",
+    ),
 )
 async def restore_text(
     payload: RestoreRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
@@ -153,7 +162,9 @@ async def restore_text(
     "/v1/anonymization/scan",
     summary="Find personal data (spans only)",
     response_model=ScanResponse,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(
+        400, *AUTHENTICATED, 413, 429, e503="`anonymization_failed`, `limits_unavailable` or `state_unavailable`"
+    ),
 )
 async def scan(
     payload: ScanRequest, request: Request, caller: Annotated[Principal, Depends(principal)]

@@ -15,7 +15,13 @@ from veil_server.errors import ApiError
 from veil_server.events import flagged_event
 from veil_server.gateway import Gateway
 from veil_server.routes import gateway_of, principal, request_size
-from veil_server.schemas import ERROR_RESPONSES, ChatCompletionRequest, ChatCompletionResponse
+from veil_server.schemas import (
+    UPSTREAM_ERRORS,
+    VEIL_HEADERS,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    stream_content,
+)
 from veil_server.stream import relay
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -66,8 +72,10 @@ def flag_pii(gateway: Gateway, request: Request, caller: Principal, entities: li
     summary="Create a chat completion (anonymized, restored)",
     response_model=None,
     responses={200: {"model": ChatCompletionResponse, "description": "A chat.completion with a `veil` block; "
-                     "with `stream: true`, an SSE stream of chat.completion.chunk objects ending with `data: [DONE]`."},
-               **ERROR_RESPONSES},
+                     "with `stream: true`, an SSE stream of chat.completion.chunk objects ending with `data: [DONE]`.",
+                     "content": stream_content("ChatCompletionChunk")},
+               **UPSTREAM_ERRORS},
+    openapi_extra=VEIL_HEADERS,
 )  # fmt: skip
 async def create_chat_completion(
     payload: ChatCompletionRequest, request: Request, caller: Annotated[Principal, Depends(principal)]

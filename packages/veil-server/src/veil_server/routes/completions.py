@@ -13,7 +13,13 @@ from veil_server.conversation import not_anonymized_block, strip_veil_fields
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.routes.chat import STREAM_HEADERS, record_pii, start_turn
-from veil_server.schemas import ERROR_RESPONSES, CompletionRequest, CompletionResponse
+from veil_server.schemas import (
+    UPSTREAM_ERRORS,
+    VEIL_HEADERS,
+    CompletionRequest,
+    CompletionResponse,
+    stream_content,
+)
 from veil_server.stream import relay
 
 router = APIRouter(tags=["OpenAI-compatible"])
@@ -29,8 +35,10 @@ def is_token_ids(value: Any) -> bool:
 
 @router.post(
     "/v1/completions", summary="Create a completion (anonymized, restored)", response_model=None,
-    responses={200: {"model": CompletionResponse, "description": "A text_completion, or an SSE stream"},
-               **ERROR_RESPONSES},
+    responses={200: {"model": CompletionResponse, "description": "A text_completion, or an SSE stream",
+                     "content": stream_content("CompletionChunk")},
+               **UPSTREAM_ERRORS},
+    openapi_extra=VEIL_HEADERS,
 )  # fmt: skip
 async def create_completion(
     payload: CompletionRequest, request: Request, caller: Annotated[Principal, Depends(principal)]

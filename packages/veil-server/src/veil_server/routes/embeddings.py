@@ -15,14 +15,15 @@ from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.routes.chat import record_pii, start_turn
 from veil_server.routes.completions import UNCHECKABLE_IDS_MESSAGE, is_token_ids
-from veil_server.schemas import ERROR_RESPONSES, EmbeddingRequest, EmbeddingResponse
+from veil_server.schemas import UPSTREAM_ERRORS, VEIL_HEADERS, EmbeddingRequest, EmbeddingResponse
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
 
 @router.post(
     "/v1/embeddings", summary="Create embeddings of anonymized inputs", response_model=None,
-    responses={200: {"model": EmbeddingResponse, "description": "The embeddings"}, **ERROR_RESPONSES},
+    responses={200: {"model": EmbeddingResponse, "description": "The embeddings"}, **UPSTREAM_ERRORS},
+    openapi_extra=VEIL_HEADERS,
 )  # fmt: skip
 async def create_embeddings(
     payload: EmbeddingRequest, request: Request, caller: Annotated[Principal, Depends(principal)]

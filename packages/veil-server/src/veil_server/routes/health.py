@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 
 from veil_server.errors import ApiError
 from veil_server.limits import LimitsUnavailable
@@ -17,12 +18,25 @@ from veil_server.routes import gateway_of
 router = APIRouter(tags=["Operations"])
 
 
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(description="vault, state, limits, upstream:NAME → `ok` or why not")
+
+
+READINESS = {"model": Readiness}
+
+
 @router.get("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the vault and every upstream answer", response_model=None)
+@router.get(
+    "/readyz",
+    summary="Readiness: the vault and every upstream answer",
+    response_model=None,
+    responses={200: {**READINESS, "description": "Ready"}, 503: {**READINESS, "description": "Not ready"}},
+)
 async def readyz(request: Request) -> Response:
     gateway = gateway_of(request)
     checks: dict[str, Any] = {}
@@ -62,6 +76,10 @@ async def readyz(request: Request) -> Response:
                         status_code=200 if ready else 503)  # fmt: skip
 
 
-@router.get("/metrics", summary="Prometheus metrics (no personal data in labels)")
+@router.get(
+    "/metrics", summary="Prometheus metrics (no personal data in labels)", response_class=Response,
+    responses={200: {"description": "The Prometheus text format",
+                     "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+)  # fmt: skip
 async def metrics(request: Request) -> Response:
     return Response(gateway_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -22,11 +22,13 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.keys import ApiKeyRecord, KeyStoreError, check_key_policy
 from veil_server.routes import gateway_of, principal
-from veil_server.schemas import ERROR_RESPONSES
-from veil_server.settings import KeyLimits, KeyPolicy
+from veil_server.schemas import AUTHENTICATED, error_responses, one_of
+from veil_server.settings import SCOPES, KeyLimits, KeyPolicy
 from veil_server.state import StateUnavailable
 
 router = APIRouter(tags=["Administration"])
+
+KEY_ERRORS = error_responses(*AUTHENTICATED, 404, e404="`key_not_found` (also another tenant's key)")
 
 T = TypeVar("T")
 
@@ -38,7 +40,7 @@ class KeyCreateRequest(BaseModel):
 
     name: str | None = Field(default=None, max_length=100, description="A label for people (not secret, not unique).")
     scopes: list[str] = Field(min_length=1, description="chat, embeddings, anonymize, scan, models, reverse, "
-                              "mapping:read, usage, admin")  # fmt: skip
+                              "mapping:read, usage, admin", json_schema_extra=one_of(SCOPES))  # fmt: skip
     policy: KeyPolicy = Field(default_factory=KeyPolicy, description="anonymize, mode, allow_opt_out, entities")
     limits: KeyLimits = Field(default_factory=KeyLimits,
                               description="requests_per_minute, requests_per_day, monthly_budget (USD)")  # fmt: skip
@@ -91,7 +93,7 @@ def not_found() -> ApiError:
 
 
 @router.post("/v1/admin/keys", summary="Create an API key", response_model=CreatedKeyObject,
-             responses=ERROR_RESPONSES)  # fmt: skip
+             responses=error_responses(400, *AUTHENTICATED, 413))  # fmt: skip
 async def create_key(
     payload: KeyCreateRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> CreatedKeyObject:
@@ -111,7 +113,7 @@ async def create_key(
 
 
 @router.get("/v1/admin/keys", summary="List the tenant's API keys", response_model=KeyList,
-            responses=ERROR_RESPONSES)  # fmt: skip
+            responses=error_responses(*AUTHENTICATED))  # fmt: skip
 async def list_keys(request: Request, caller: Annotated[Principal, Depends(principal)]) -> KeyList:
     caller.require("admin")
     keys = gateway_of(request).keys
@@ -120,7 +122,7 @@ async def list_keys(request: Request, caller: Annotated[Principal, Depends(princ
 
 
 @router.get("/v1/admin/keys/{key_id}", summary="Retrieve an API key", response_model=KeyObject,
-            responses=ERROR_RESPONSES)  # fmt: skip
+            responses=KEY_ERRORS)  # fmt: skip
 async def retrieve_key(key_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]) -> KeyObject:
     caller.require("admin")
     keys = gateway_of(request).keys
@@ -131,7 +133,7 @@ async def retrieve_key(key_id: str, request: Request, caller: Annotated[Principa
 
 
 @router.delete("/v1/admin/keys/{key_id}", summary="Revoke an API key", response_model=KeyObject,
-               responses=ERROR_RESPONSES)  # fmt: skip
+               responses=KEY_ERRORS)  # fmt: skip
 async def revoke_key(key_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]) -> KeyObject:
     caller.require("admin")
     gateway = gateway_of(request)

@@ -11,7 +11,7 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError, echo_name
 from veil_server.gateway import Gateway
 from veil_server.routes import gateway_of, principal
-from veil_server.schemas import ERROR_RESPONSES, ErrorResponse, ModelList, ModelObject
+from veil_server.schemas import AUTHENTICATED, ModelList, ModelObject, error_responses
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -38,7 +38,7 @@ def model_object(gateway: Gateway, name: str) -> dict[str, Any]:
 @router.get(
     "/v1/models",
     summary="List the models (with where each runs)",
-    responses={200: {"model": ModelList, "description": "The models"}, 401: ERROR_RESPONSES[401]},
+    responses={200: {"model": ModelList, "description": "The models"}, **error_responses(*AUTHENTICATED)},
 )
 async def list_models(request: Request, caller: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
     caller.require("models")
@@ -49,7 +49,10 @@ async def list_models(request: Request, caller: Annotated[Principal, Depends(pri
 @router.get(
     "/v1/models/{model:path}",
     summary="Retrieve a model",
-    responses={200: {"model": ModelObject, "description": "The model"}, 404: {"model": ErrorResponse}},
+    responses={
+        200: {"model": ModelObject, "description": "The model"},
+        **error_responses(*AUTHENTICATED, 404, e404="`model_not_found`"),
+    },
 )
 async def retrieve_model(
     model: str, request: Request, caller: Annotated[Principal, Depends(principal)]

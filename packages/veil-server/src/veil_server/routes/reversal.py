@@ -16,7 +16,7 @@ is 503: nothing is revealed.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -27,7 +27,7 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal
 from veil_server.routes.webhooks import run_state
-from veil_server.schemas import ERROR_RESPONSES
+from veil_server.schemas import AUTHENTICATED, SCOPE_PATTERN, error_responses
 from veil_server.settings import valid_scope_name
 
 router = APIRouter(tags=["reversal"])
@@ -58,7 +58,8 @@ def refusal(exc: ApprovalError, *, hint: str = "") -> ApiError:
 class ApprovalRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    scope: str = Field(max_length=200, description="The scope (conversation or collection) of your tenant to reveal.")
+    scope: str = Field(max_length=200, description="The scope (conversation or collection) of your tenant to reveal.",
+                       json_schema_extra={"pattern": SCOPE_PATTERN})  # fmt: skip
     reason: str = Field(min_length=1, max_length=1000, description="Why (a ticket or case number; sealed at rest).")
 
 
@@ -66,6 +67,52 @@ class ReverseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(max_length=100, description="The approved request (from POST /v1/approvals).")
+
+
+class ApprovalRequestObject(BaseModel):
+    """A reveal request as an admin sees it: never a token or a value."""
+
+    id: str
+    object: Literal["approval_request"] = "approval_request"
+    scope: str
+    requester: str
+    reason: str
+    required: int
+    approvals: int
+    approvers: list[str]
+    status: Literal["pending", "approved", "revealed", "expired"]
+    created: int
+    expires_at: int
+
+
+class ApprovalRequestList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ApprovalRequestObject]
+
+
+class Approval(BaseModel):
+    id: str
+    object: Literal["approval"] = "approval"
+    approver: str
+    approval_token: str = Field(description="Single-use; the approver hands it to the requester out of band.")
+    approvals: int
+    required: int
+
+
+class RevealedMapping(BaseModel):
+    object: Literal["reverse"] = "reverse"
+    request_id: str
+    scope: str
+    mapping: dict[str, str] = Field(description="token → value")
+    count: int
+
+
+_REFUSED = {
+    "e403": "`insufficient_scope`, `self_approval`, `approver_not_eligible`, `not_requester`, "
+    "`insufficient_approvals` or `approval_required`",
+    "e404": "`approval_request_not_found` (also another tenant's request)",
+    "e409": "`already_approved`, `approval_request_used` or `approval_request_expired`",
+}
 
 
 def approval_tokens(request: Request) -> list[str]:
@@ -80,7 +127,8 @@ def approval_tokens(request: Request) -> list[str]:
 
 
 @router.post("/v1/approvals", summary="Ask to reveal a scope (dual control)", status_code=201,
-             responses=ERROR_RESPONSES)  # fmt: skip
+             responses={201: {"model": ApprovalRequestObject, "description": "The request, pending"},
+                        **error_responses(400, *AUTHENTICATED, 404, 409, 413, **_REFUSED)})  # fmt: skip
 async def create_approval_request(
     payload: ApprovalRequestBody, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> JSONResponse:
@@ -100,7 +148,9 @@ async def create_approval_request(
     return JSONResponse(reversal.describe(created, time.time()), status_code=201)
 
 
-@router.get("/v1/approvals", summary="The tenant's reveal requests", responses=ERROR_RESPONSES)
+@router.get("/v1/approvals", summary="The tenant's reveal requests",
+            responses={200: {"model": ApprovalRequestList, "description": "Newest first"},
+                       **error_responses(400, *AUTHENTICATED)})  # fmt: skip
 async def list_approval_requests(
     request: Request,
     caller: Annotated[Principal, Depends(principal)],
@@ -113,7 +163,9 @@ async def list_approval_requests(
     return {"object": "list", "data": [reversal.describe(item, now) for item in found]}
 
 
-@router.post("/v1/approvals/{request_id}/approve", summary="Approve a reveal request", responses=ERROR_RESPONSES)
+@router.post("/v1/approvals/{request_id}/approve", summary="Approve a reveal request",
+             responses={200: {"model": Approval, "description": "The approval token, for the requester"},
+                        **error_responses(400, *AUTHENTICATED, 404, 409, **_REFUSED)})  # fmt: skip
 async def approve_request(
     request_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> dict[str, Any]:
@@ -137,7 +189,15 @@ async def approve_request(
     }  # fmt: skip
 
 
-@router.post("/v1/anonymization/reverse", summary="Reveal an approved scope's mapping", responses=ERROR_RESPONSES)
+@router.post(
+    "/v1/anonymization/reverse", summary="Reveal an approved scope's mapping",
+    responses={200: {"model": RevealedMapping, "description": "The scope's mapping"},
+               **error_responses(400, *AUTHENTICATED, 404, 409, 413, **_REFUSED)},
+    openapi_extra={"parameters": [{
+        "name": "X-Approval-Token", "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "The approvers' tokens: one header each, or one header with comma-separated tokens.",
+    }]},
+)  # fmt: skip
 async def reverse(payload: ReverseBody, request: Request, caller: Annotated[Principal, Depends(principal)]) -> Any:
     caller.require("reverse")
     tokens = approval_tokens(request)

@@ -20,7 +20,8 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal
 from veil_server.routes.keys import in_store
-from veil_server.schemas import ERROR_RESPONSES
+from veil_server.schemas import AUTHENTICATED, error_responses, one_of
+from veil_server.settings import SCOPES
 
 router = APIRouter(tags=["Authentication"])
 
@@ -28,7 +29,8 @@ router = APIRouter(tags=["Authentication"])
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    scopes: list[str] | None = Field(default=None, description="A subset of the key's scopes (default: all of them).")
+    scopes: list[str] | None = Field(default=None, description="A subset of the key's scopes (default: all of them).",
+                                     json_schema_extra=one_of(SCOPES))  # fmt: skip
     expires_in: int | None = Field(default=None, ge=1, description="Seconds (default and maximum: `server.jwt_ttl`).")
 
 
@@ -40,7 +42,7 @@ class TokenResponse(BaseModel):
 
 
 @router.post("/v1/auth/token", summary="Exchange an API key for a short-lived access token",
-             response_model=TokenResponse, responses=ERROR_RESPONSES)  # fmt: skip
+             response_model=TokenResponse, responses=error_responses(400, *AUTHENTICATED, 413))  # fmt: skip
 async def issue_token(
     request: Request, caller: Annotated[Principal, Depends(principal)], payload: TokenRequest | None = None
 ) -> TokenResponse:

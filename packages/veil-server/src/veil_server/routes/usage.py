@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from veil_server.auth import Principal
 from veil_server.errors import ApiError
 from veil_server.routes import gateway_of, principal
-from veil_server.schemas import ERROR_RESPONSES
+from veil_server.schemas import AUTHENTICATED, error_responses
 from veil_server.state import StateUnavailable
 from veil_server.usage import GROUPS, UsageQuery
 
@@ -62,7 +62,7 @@ def _day(value: str | None, param: str, default: date) -> date:
     "/v1/usage",
     summary="Usage of the caller's tenant: requests, tokens, cost",
     response_model=UsageResponse,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(400, *AUTHENTICATED),
 )
 async def get_usage(
     *,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,7 +27,7 @@ from veil_server.auth import Principal
 from veil_server.errors import ApiError, echo_name
 from veil_server.events import EVENT_NAMES
 from veil_server.routes import gateway_of, principal
-from veil_server.schemas import ERROR_RESPONSES
+from veil_server.schemas import AUTHENTICATED, error_responses, one_of
 from veil_server.state import StateUnavailable
 from veil_server.webhooks import WebhookError, check_url
 
@@ -71,8 +71,81 @@ class SubscriptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(description="An http(s) URL that receives POSTed events.", max_length=2048)
-    events: list[str] = Field(min_length=1, description=f"Any of {sorted(EVENT_NAMES)}.")
+    events: list[str] = Field(min_length=1, description=f"Any of {sorted(EVENT_NAMES)}.",
+                              json_schema_extra=one_of(EVENT_NAMES))  # fmt: skip
     description: str | None = Field(None, max_length=200)
+
+
+class Subscription(BaseModel):
+    object: Literal["webhook_subscription"] = "webhook_subscription"
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    created_by: str | None
+    created: int
+
+
+class CreatedSubscription(Subscription):
+    secret: str = Field(description="The signing secret. Shown once: store it now.")
+
+
+class SubscriptionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Subscription]
+
+
+class DeletedSubscription(BaseModel):
+    id: str
+    object: Literal["webhook_subscription"] = "webhook_subscription"
+    deleted: bool
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    time: float
+    status_code: int | None
+    error: str | None
+    latency_ms: float
+    next_attempt: float | None
+
+
+class DeliveryRecord(BaseModel):
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    id: str
+    event_id: str
+    event: str
+    status: str = Field(description="pending, delivered or failed")
+    attempts: int
+    next_attempt: float | None
+    last_status_code: int | None
+    last_error: str | None
+    last_latency_ms: float | None
+    created: float
+    updated: float
+    log: list[DeliveryAttempt]
+
+
+class DeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DeliveryRecord]
+
+
+class PingAccepted(BaseModel):
+    object: Literal["webhook_delivery"] = "webhook_delivery"
+    id: str
+    status: Literal["pending"] = "pending"
+
+
+class RotatedSecret(BaseModel):
+    id: str
+    object: Literal["webhook_subscription"] = "webhook_subscription"
+    secret: str = Field(description="The new signing secret. Shown once.")
+    previous_secret_expires: int = Field(description="Unix time until which the old secret also signs.")
+
+
+LIST_ERRORS = error_responses(*AUTHENTICATED)
+ONE_ERRORS = error_responses(*AUTHENTICATED, 404, e404="`webhook_not_found` (also another tenant's subscription)")
 
 
 def _not_found(subscription_id: str) -> ApiError:
@@ -86,7 +159,9 @@ def _admin(caller: Principal) -> Principal:
     return caller
 
 
-@router.post("/v1/admin/webhooks", summary="Subscribe a URL to events", status_code=201, responses=ERROR_RESPONSES)
+@router.post("/v1/admin/webhooks", summary="Subscribe a URL to events", status_code=201,
+             responses={201: {"model": CreatedSubscription, "description": "The subscription, with its secret"},
+                        **error_responses(400, *AUTHENTICATED, 413)})  # fmt: skip
 async def create_subscription(
     payload: SubscriptionRequest, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> JSONResponse:
@@ -110,7 +185,11 @@ async def create_subscription(
     return JSONResponse({**subscription.to_dict(), "secret": secret}, status_code=201)
 
 
-@router.get("/v1/admin/webhooks", summary="List the tenant's webhook subscriptions", responses=ERROR_RESPONSES)
+@router.get(
+    "/v1/admin/webhooks",
+    summary="List the tenant's webhook subscriptions",
+    responses={200: {"model": SubscriptionList, "description": "The subscriptions"}, **LIST_ERRORS},
+)
 async def list_subscriptions(request: Request, caller: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
     _admin(caller)
     store = gateway_of(request).webhooks.store
@@ -118,7 +197,11 @@ async def list_subscriptions(request: Request, caller: Annotated[Principal, Depe
     return {"object": "list", "data": [subscription.to_dict() for subscription in found]}
 
 
-@router.get("/v1/admin/webhooks/{subscription_id}", summary="One webhook subscription", responses=ERROR_RESPONSES)
+@router.get(
+    "/v1/admin/webhooks/{subscription_id}",
+    summary="One webhook subscription",
+    responses={200: {"model": Subscription, "description": "The subscription"}, **ONE_ERRORS},
+)
 async def get_subscription(
     subscription_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> dict[str, Any]:
@@ -130,7 +213,11 @@ async def get_subscription(
     return found.to_dict()
 
 
-@router.delete("/v1/admin/webhooks/{subscription_id}", summary="Unsubscribe", responses=ERROR_RESPONSES)
+@router.delete(
+    "/v1/admin/webhooks/{subscription_id}",
+    summary="Unsubscribe",
+    responses={200: {"model": DeletedSubscription, "description": "Deleted"}, **ONE_ERRORS},
+)
 async def delete_subscription(
     subscription_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
 ) -> dict[str, Any]:
@@ -144,7 +231,10 @@ async def delete_subscription(
 @router.get(
     "/v1/admin/webhooks/{subscription_id}/deliveries",
     summary="The delivery log of a subscription (newest first)",
-    responses=ERROR_RESPONSES,
+    responses={
+        200: {"model": DeliveryList, "description": "The deliveries"},
+        **error_responses(400, *AUTHENTICATED, 404, e404=ONE_ERRORS[404]["description"]),
+    },
 )
 async def list_deliveries(
     subscription_id: str,
@@ -170,7 +260,7 @@ async def list_deliveries(
     "/v1/admin/webhooks/{subscription_id}/ping",
     summary="Send a signed webhook.ping to the subscription now",
     status_code=202,
-    responses=ERROR_RESPONSES,
+    responses={202: {"model": PingAccepted, "description": "The ping is queued"}, **ONE_ERRORS},
 )
 async def ping_subscription(
     subscription_id: str, request: Request, caller: Annotated[Principal, Depends(principal)]
@@ -201,7 +291,10 @@ class RotateRequest(BaseModel):
 @router.post(
     "/v1/admin/webhooks/{subscription_id}/rotate-secret",
     summary="Rotate a subscription's signing secret (the new one is shown once)",
-    responses=ERROR_RESPONSES,
+    responses={
+        200: {"model": RotatedSecret, "description": "The new secret"},
+        **error_responses(400, *AUTHENTICATED, 404, 413, e404=ONE_ERRORS[404]["description"]),
+    },
 )
 async def rotate_secret(
     subscription_id: str,
