@@ -24,6 +24,7 @@ import codecs
 import http.cookiejar
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -199,42 +200,59 @@ def _unreachable_aiohttp(exc: BaseException) -> _Unreachable:
 
 
 class _AiohttpWire:
-    """aiohttp.ClientSession for a remote upstream; the session is made in the running event loop."""
+    """aiohttp.ClientSession for a remote upstream; the session is made in the running event loop.
+
+    aiohttp itself (a tenth of a second to import: it builds TLS contexts at import) and this
+    upstream's TLS context are loaded by `prepare`, which the app runs in a background thread
+    once it serves (`Gateway.prepare_upstreams`), so that start-up does not wait for them; a
+    request that comes first waits for them instead."""
 
     def __init__(self, base_url: str, headers: dict[str, str], settings: ProviderSettings) -> None:
-        aiohttp = _aiohttp()
         self.base_url = base_url
         self.headers = headers
         self.settings = settings
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, connect=settings.connect_timeout, sock_connect=settings.connect_timeout,
-            sock_read=settings.timeout,
-        )  # fmt: skip
-        # The trust store httpx would use (SSL_CERT_FILE / SSL_CERT_DIR, else certifi's roots).
-        self.ssl = httpx.create_ssl_context() if base_url.startswith("https://") else None
+        self.ssl: Any = None
+        self._prepared = False
+        self._preparing = threading.Lock()
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def prepare(self) -> None:
+        with self._preparing:
+            if self._prepared:
+                return
+            _aiohttp()
+            if self.base_url.startswith("https://"):
+                # The trust store httpx would use (SSL_CERT_FILE / SSL_CERT_DIR, else certifi's roots).
+                self.ssl = httpx.create_ssl_context()
+            self._prepared = True
 
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
+            self.prepare()
             aiohttp = _aiohttp()
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self.settings.connect_timeout, sock_connect=self.settings.connect_timeout,
+                sock_read=self.settings.timeout,
+            )  # fmt: skip
             connector = aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0,
                                              ssl=self.ssl if self.ssl is not None else True)  # fmt: skip
             self._session = aiohttp.ClientSession(
-                headers=self.headers, timeout=self.timeout, connector=connector,
+                headers=self.headers, timeout=timeout, connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=True, auto_decompress=True,
             )  # fmt: skip
             self._loop = loop
         return self._session
 
     async def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> _Answer:
+        session = self._client()
         aiohttp = _aiohttp()
         url = self.base_url + path
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             try:
-                response = await self._client().request(method, url, data=body, headers=headers,
+                response = await session.request(method, url, data=body, headers=headers,
                                                         allow_redirects=False)  # fmt: skip
                 return _AiohttpAnswer(response)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -274,6 +292,11 @@ class Provider:
 
     async def aclose(self) -> None:
         await self.wire.aclose()
+
+    def prepare(self) -> None:
+        """Load what the first request would otherwise load (see `_AiohttpWire`); any thread."""
+        if isinstance(self.wire, _AiohttpWire):
+            self.wire.prepare()
 
     def _transport_error(self, exc: _Unreachable) -> ApiError:
         if exc.timeout:
