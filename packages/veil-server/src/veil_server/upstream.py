@@ -25,6 +25,8 @@ import http.cookiejar
 import json
 import re
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -195,6 +197,17 @@ def _aiohttp() -> Any:
     return aiohttp
 
 
+def _proxy_for(base_url: str) -> str | None:
+    """The proxy of HTTP_PROXY / HTTPS_PROXY for this upstream, unless NO_PROXY exempts it: read
+    once, as httpx does (aiohttp's `trust_env` reads the environment and ~/.netrc on every
+    request, which cost more CPU than the rest of the request)."""
+    parts = urllib.parse.urlsplit(base_url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy is None or urllib.request.proxy_bypass(parts.netloc):
+        return None
+    return proxy
+
+
 def _unreachable_aiohttp(exc: BaseException) -> _Unreachable:
     return _Unreachable(type(exc).__name__, timeout=isinstance(exc, TimeoutError))
 
@@ -212,6 +225,7 @@ class _AiohttpWire:
         self.headers = headers
         self.settings = settings
         self.ssl: Any = None
+        self.proxy: str | None = None
         self._prepared = False
         self._preparing = threading.Lock()
         self._session: Any = None
@@ -225,6 +239,7 @@ class _AiohttpWire:
             if self.base_url.startswith("https://"):
                 # The trust store httpx would use (SSL_CERT_FILE / SSL_CERT_DIR, else certifi's roots).
                 self.ssl = httpx.create_ssl_context()
+            self.proxy = _proxy_for(self.base_url)
             self._prepared = True
 
     def _client(self) -> Any:
@@ -240,7 +255,7 @@ class _AiohttpWire:
                                              ssl=self.ssl if self.ssl is not None else True)  # fmt: skip
             self._session = aiohttp.ClientSession(
                 headers=self.headers, timeout=timeout, connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(), trust_env=True, auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
             )  # fmt: skip
             self._loop = loop
         return self._session
@@ -252,8 +267,8 @@ class _AiohttpWire:
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             try:
-                response = await session.request(method, url, data=body, headers=headers,
-                                                        allow_redirects=False)  # fmt: skip
+                response = await session.request(method, url, data=body, headers=headers, proxy=self.proxy,
+                                                 allow_redirects=False)  # fmt: skip
                 return _AiohttpAnswer(response)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Nothing reached the upstream: try again (not after a certificate error).

@@ -1,9 +1,9 @@
-"""SseLines: the line splitter of upstream event streams (both wires use it)."""
+"""The upstream wires' helpers: SSE line splitting (both wires) and the proxy of a remote upstream."""
 
 from __future__ import annotations
 
 import pytest
-from veil_server.upstream import SseLines
+from veil_server.upstream import SseLines, _proxy_for
 
 
 def split(chunks: list[bytes]) -> list[str]:
@@ -30,3 +30,16 @@ def test_a_character_cut_between_chunks_is_decoded_whole() -> None:
     text = 'data: "Montréal"\n'.encode()
     cut = text.index("é".encode()) + 1
     assert split([text[:cut], text[cut:]]) == ['data: "Montréal"']
+
+
+def test_the_proxy_comes_from_the_environment_once_and_no_proxy_exempts_a_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert _proxy_for("https://api.openai.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "models.internal")
+    assert _proxy_for("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert _proxy_for("http://api.openai.com/v1") is None  # no HTTP_PROXY
+    assert _proxy_for("https://models.internal/v1") is None
