@@ -196,7 +196,10 @@ local scoped = SCOPED
 if scoped then
   request = function()
     count = count + 1
-    return wrk.format(nil, nil, {["X-Veil-Scope"] = "bench-wrk-RUN-" .. count})
+    local headers = {}  -- wrk.format replaces wrk.headers with the table it is given: copy them
+    for name, value in pairs(wrk.headers) do headers[name] = value end
+    headers["X-Veil-Scope"] = "bench-wrk-RUN-" .. count
+    return wrk.format(nil, nil, headers)
   end
 end
 done = function(summary, latency, requests)

@@ -251,7 +251,10 @@ class _AiohttpWire:
                 total=None, connect=self.settings.connect_timeout, sock_connect=self.settings.connect_timeout,
                 sock_read=self.settings.timeout,
             )  # fmt: skip
+            # Idle connections are dropped after 4 s: before the upstream drops them (uvicorn, under
+            # vLLM and others, after 5 s), so that a request never goes out on one being closed.
             connector = aiohttp.TCPConnector(limit=self.settings.max_connections, limit_per_host=0,
+                                             keepalive_timeout=4.0,
                                              ssl=self.ssl if self.ssl is not None else True)  # fmt: skip
             self._session = aiohttp.ClientSession(
                 headers=self.headers, timeout=timeout, connector=connector,
