@@ -7,6 +7,7 @@ call builds its own Gateway (veil, vault, providers, metrics), so tests build as
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -73,6 +74,8 @@ def create_app(
         # Load the detectors (NER models, when enabled) before the first request, not during it.
         await anyio.to_thread.run_sync(gateway.warm)
         await gateway.webhooks.start()
+        # The upstreams' HTTP client loads while the server already answers (see veil_server.upstream).
+        threading.Thread(target=gateway.prepare_upstreams, name="veil-prepare-upstreams", daemon=True).start()
         yield
         await gateway.aclose()
 

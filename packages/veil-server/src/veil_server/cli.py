@@ -85,6 +85,11 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # httpx imports its command-line client (rich, pygments) whenever they are installed (spaCy
+    # brings rich): a tenth of a second of start-up the gateway never uses. A None entry in
+    # sys.modules makes that import fail, and httpx falls back to a stub `httpx.main`.
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     args = build_parser().parse_args(argv)
     os.environ.update(_overrides(args))
     from veil_server.settings import Settings  # noqa: PLC0415

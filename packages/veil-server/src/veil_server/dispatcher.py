@@ -56,6 +56,8 @@ log = logging.getLogger("veil_server.webhooks")
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 _BATCH = 500
+GATHER_SECONDS = 0.05
+"""How long the dispatcher lets events gather before it stores them (in one transaction)."""
 _PRUNE_EVERY = 3600.0
 
 
@@ -180,8 +182,7 @@ class WebhookDispatcher:
         assert self._wake is not None
         while True:
             try:
-                await self._step()
-                timeout = await self._sleep_for()
+                timeout = await self._step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the state database is down, …: retry later, never die
@@ -192,46 +193,57 @@ class WebhookDispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
+            if self._buffer:
+                # Every request emits an event: let the ones of the next few milliseconds join
+                # this one, so that a busy gateway writes them in one transaction, not one each.
+                await asyncio.sleep(GATHER_SECONDS)
 
-    async def _step(self) -> None:
+    async def _step(self) -> float:
+        """Store buffered events as deliveries, claim due ones and start them: one trip to the
+        state database (a worker thread). Returns how long to sleep before the next step."""
         if time.monotonic() - self._pruned > _PRUNE_EVERY:
             self._pruned = time.monotonic()
             horizon = time.time() - self.settings.log_retention_days * 86400
             await anyio.to_thread.run_sync(self.store.prune, horizon)
-        while self._buffer:
+        while True:
             batch = [self._buffer.popleft() for _ in range(min(_BATCH, len(self._buffer)))]
+            free = self.settings.concurrency - len(self._in_flight)
+            last = not self._buffer  # claim only with the last batch
             try:
-                await anyio.to_thread.run_sync(self.store.fan_out, batch)
+                due, due_in = await anyio.to_thread.run_sync(self._store_trip, batch, free if last else 0)
             except Exception:
                 # Put them back (in order) for the next round, unless that would overflow.
                 room = self.settings.queue_size - len(self._buffer)
                 self._buffer.extendleft(reversed(batch[:room]))
                 self.dropped += max(0, len(batch) - room)
                 raise
-        free = self.settings.concurrency - len(self._in_flight)
-        if free <= 0:
-            return
-        lease = self.settings.timeout + 30.0
-        due = await anyio.to_thread.run_sync(lambda: self.store.claim_due(self.owner, limit=free, lease=lease))
+            if last:
+                break
         for delivery in due:
             task = asyncio.create_task(self._deliver(delivery))
             self._in_flight.add(task)
             task.add_done_callback(self._done)
+        if self._buffer:
+            return 0.0
+        if len(self._in_flight) >= self.settings.concurrency:
+            return self.settings.poll_seconds  # a finishing attempt wakes the loop
+        return self.settings.poll_seconds if due_in is None else min(due_in, self.settings.poll_seconds)
+
+    def _store_trip(self, batch: list[Event], free: int) -> tuple[list[Delivery], float | None]:
+        """In a worker thread: the deliveries of `batch`, then up to `free` due ones claimed, then
+        the seconds to the next due one (None: none pending)."""
+        if batch:
+            self.store.fan_out(batch)
+        if free <= 0:
+            return [], None
+        lease = self.settings.timeout + 30.0
+        due = self.store.claim_due(self.owner, limit=free, lease=lease)
+        return due, self.store.seconds_to_next_due()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         if self._wake is not None:
             self._wake.set()
-
-    async def _sleep_for(self) -> float:
-        if self._buffer:
-            return 0.0
-        if len(self._in_flight) >= self.settings.concurrency:
-            return self.settings.poll_seconds  # a finishing attempt wakes the loop
-        due_in = await anyio.to_thread.run_sync(self.store.seconds_to_next_due)
-        if due_in is None:
-            return self.settings.poll_seconds
-        return min(due_in, self.settings.poll_seconds)
 
     # -- one attempt ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ documents it should find share their tokens.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -47,6 +48,7 @@ from veil_server.usage import UsageStore
 from veil_server.webhooks import WebhookStore
 
 T = TypeVar("T")
+log = logging.getLogger("veil_server")
 
 # Below this many characters, anonymizing in memory is faster inline than through a worker thread.
 _INLINE_CHARS = 16_384
@@ -159,6 +161,14 @@ class Gateway:
         self.veil.close()
         if self._owns_state:
             self.state.close()
+
+    def prepare_upstreams(self) -> None:
+        """Load the upstreams' HTTP client and TLS contexts (from a background thread at start-up)."""
+        for provider in self.providers.values():
+            try:
+                provider.prepare()
+            except Exception as exc:  # the first request to that upstream will say what is wrong
+                log.warning("upstream %s: cannot prepare its client (%s)", provider.name, type(exc).__name__)
 
     def warm(self) -> None:
         """Load every NER model now (each language), so that no request waits for one."""

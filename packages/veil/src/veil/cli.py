@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from veil import __version__
-from veil.batch.cli import add_arguments as add_batch_arguments
 from veil.detect.engine import Engine
 from veil.detect.policy import MODES, NER_MODES, Policy
 from veil.entities import LANGUAGES, Span
@@ -483,6 +482,9 @@ def cmd_server_keys(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Here, not at import: `veil serve` starts the gateway without loading the batch runner.
+    from veil.batch.cli import add_arguments as add_batch_arguments  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="veil",
         description="Find personal data in text (English and Quebec French) and redact it.",

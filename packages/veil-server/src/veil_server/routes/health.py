@@ -66,9 +66,9 @@ async def readyz(request: Request) -> Response:
         ready = False
     for name, provider in gateway.providers.items():
         try:
-            response = await provider.get("/models")
-            checks[f"upstream:{name}"] = "ok" if response.status_code < 500 else f"status {response.status_code}"
-            ready = ready and response.status_code < 500
+            status = await provider.status_of("/models")
+            checks[f"upstream:{name}"] = "ok" if status < 500 else f"status {status}"
+            ready = ready and status < 500
         except ApiError as exc:
             checks[f"upstream:{name}"] = exc.code or "unavailable"
             ready = False
