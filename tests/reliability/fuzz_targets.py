@@ -211,7 +211,7 @@ def _provider() -> Any:
 
 def sse(data: bytes) -> None:
     from veil_server.errors import ApiError
-    from veil_server.upstream import UpstreamStream
+    from veil_server.upstream import UpstreamStream, _HttpxAnswer
 
     source = Input(data)
     cuts = [source.byte() for _ in range(source.byte() % 16)]
@@ -224,7 +224,8 @@ def sse(data: bytes) -> None:
 
     async def run() -> None:
         response = httpx.Response(200, stream=_Chunks(pieces), headers={"content-type": "text/event-stream"})
-        upstream = UpstreamStream(_provider(), response)
+        # The line splitter (SseLines) and the event parser are shared by both wires (httpx, aiohttp).
+        upstream = UpstreamStream(_provider(), _HttpxAnswer(response))
         try:
             async for event in upstream.events():
                 assert isinstance(event, dict)
