@@ -25,6 +25,7 @@ from typing import Any
 
 from veil.detect import regex_ast
 from veil.detect.context import ContextWords
+from veil.detect.shapes import SHAPE_TABLE, WIDTH, ShapeIndex
 from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span
 
 Validator = Callable[[str], bool]
@@ -150,49 +151,117 @@ def anchor_of(rule: Rule) -> str | None:
     return None
 
 
+class _SubGate:
+    """The combined pattern of some of a gate pass's rules: one lookahead a rule, in a named group."""
+
+    __slots__ = ("match", "regex", "slots")
+
+    def __init__(self, gate: str, rules: Sequence[tuple[int, _CompiledRule]]) -> None:
+        lookaheads = "".join(f"(?=(?P<r{slot}>{compiled.rule.pattern})|)" for slot, compiled in rules)
+        regex = self.regex = re.compile(rf"(?={gate})" + lookaheads)
+        self.match = regex.match
+        groups = [(slot, regex.groupindex[f"r{slot}"], compiled) for slot, compiled in rules]
+        self.slots: dict[str, tuple[tuple[int, int, _CompiledRule, bool], ...]] = {
+            language: tuple(
+                (slot, group, compiled, compiled.is_part)
+                for slot, group, compiled in groups
+                if language in compiled.rule.languages
+            )
+            for language in LANGUAGES
+        }
+        """Per language: (slot, group, rule, is a part of identifier shapes) for the rules that run."""
+
+
 class _Pass:
     """One scan of the text: a single rule, or a gate shared by several rules.
 
-    A gate pass tries every rule at each word start where the gate matches, each inside a
+    A gate pass tries its rules at each word start where the gate matches, each inside a
     lookahead in its own named group: one C-level match and one Python step per candidate
-    position, whatever the number of rules. The word starts are found by a scanner that begins
-    with the class of the gate's first characters (and, when every rule tells, of their second
-    characters), so that `re` skips every other character in C.
+    position. The word starts are found by a scanner that begins with the class of the gate's
+    first characters (and, when every rule tells, of their second characters), so that `re`
+    skips every other character in C. At each word start the shape of the next characters
+    (`veil.detect.shapes`) picks the rules that can match there: the combined pattern of those
+    rules alone is matched (compiled once per set of rules, and remembered per shape).
 
     In a gate, the rules that report identifier shapes (cards, IBANs …) come first at each
     position, so that a part of them (a phone-like chunk) found later at the same or a later
     position can be skipped without being validated: the engine would drop it anyway.
     """
 
-    __slots__ = ("gate", "has_parts", "scanner", "single", "slot_count", "slots")
+    __slots__ = (
+        "_gate_pattern",
+        "_subgates",
+        "by_shape",
+        "full",
+        "gate",
+        "has_parts",
+        "nothing",
+        "rules",
+        "scanner",
+        "shapes",
+        "single",
+        "slot_count",
+    )
 
-    def __init__(self, rules: Sequence[_CompiledRule], gate: str | None) -> None:
+    _SHAPES_REMEMBERED = 65_536
+    _SUBGATES_COMPILED = 1_024
+
+    def __init__(self, rules: Sequence[_CompiledRule], gate: str | None, *, by_shape: bool = True) -> None:
         self.single: _CompiledRule | None = None
         self.gate: re.Pattern[str] | None = None
         self.scanner: re.Pattern[str] | None = None
-        self.slots: dict[str, tuple[tuple[int, int, _CompiledRule, bool], ...]] = {}
-        """Per language: (slot, group, rule, is a part of identifier shapes) for the rules that run."""
+        self.full: _SubGate | None = None
+        self.nothing: _SubGate | None = None
+        """Stands for "no rule can match at a position of this shape" in `by_shape`."""
+        self.shapes: ShapeIndex | None = None
+        self.by_shape: dict[bytes, _SubGate] | None = None
+        """The combined pattern to match at a position, by shape (see `subgate`)."""
+        self._subgates: dict[tuple[int, ...], _SubGate] = {}
+        self._gate_pattern = gate or ""
         self.has_parts = False
         self.slot_count = len(rules)
+        self.rules: tuple[_CompiledRule, ...] = tuple(sorted(rules, key=lambda compiled: not compiled.makes_shape))
+        """In slot order: shapes first (the sort is stable)."""
         if gate is None:
             (self.single,) = rules
             return
-        rules = sorted(rules, key=lambda compiled: not compiled.makes_shape)  # stable: shapes first
-        lookaheads = "".join(f"(?=(?P<r{index}>{compiled.rule.pattern})|)" for index, compiled in enumerate(rules))
         first = _first_characters(gate, 0)
         if first:
-            self.scanner = re.compile(_char_class(first) + r"(?<![^\W_].)" + _second_characters(rules))
+            self.scanner = re.compile(_char_class(first) + r"(?<![^\W_].)" + _second_characters(self.rules))
         else:  # pragma: no cover - every gate veil uses has simple first characters
             self.scanner = re.compile(rf"(?<![^\W_])(?={gate})")
-        self.gate = re.compile(rf"(?={gate})" + lookaheads)  # matched at each word start found
-        groups = [(index, self.gate.groupindex[f"r{index}"], compiled) for index, compiled in enumerate(rules)]
-        self.has_parts = any(compiled.is_part for compiled in rules)
-        for language in LANGUAGES:
-            self.slots[language] = tuple(
-                (slot, group, compiled, compiled.is_part)
-                for slot, group, compiled in groups
-                if language in compiled.rule.languages
-            )
+        self.full = _SubGate(gate, list(enumerate(self.rules)))
+        self.gate = self.full.regex  # matched at each word start found
+        self.has_parts = any(compiled.is_part for compiled in self.rules)
+        if by_shape:
+            self.shapes = ShapeIndex(gate, [(compiled.rule.pattern, compiled.rule.flags) for compiled in self.rules])
+            self.by_shape = {}
+            self.nothing = _SubGate(gate, [])
+
+    def subgate(self, shape: bytes) -> _SubGate:
+        """The combined pattern of the rules that can match at a position of this shape
+        (`nothing` when none can), remembered per shape."""
+        assert self.by_shape is not None and self.shapes is not None and self.full is not None
+        assert self.nothing is not None
+        indices = self.shapes.rules_for(shape)
+        if not indices:
+            found = self.nothing
+        elif len(indices) == self.slot_count:
+            found = self.full
+        else:
+            compiled = self._subgates.get(indices)
+            if compiled is not None:
+                found = compiled
+            elif len(self._subgates) >= self._SUBGATES_COMPILED:
+                found = self.full  # a bound on compilations; the full pattern is always right
+            else:
+                found = self._subgates[indices] = _SubGate(
+                    self._gate_pattern, [(index, self.rules[index]) for index in indices]
+                )
+        if len(self.by_shape) >= self._SHAPES_REMEMBERED:
+            self.by_shape.clear()
+        self.by_shape[shape] = found
+        return found
 
 
 def _char_class(characters: Iterable[str]) -> str:
@@ -274,7 +343,9 @@ class RuleDetector:
 
     name = "rules"
 
-    def __init__(self, rules: Sequence[Rule], *, source: str = "rules") -> None:
+    def __init__(self, rules: Sequence[Rule], *, source: str = "rules", by_shape: bool = True) -> None:
+        """`by_shape=False` tries every rule of a shared pass at each of its positions, as before
+        the shape index (`veil.detect.shapes`): the same answers, more slowly (for tests)."""
         names = [rule.name for rule in rules]
         duplicates = {name for name in names if names.count(name) > 1}
         if duplicates:
@@ -293,8 +364,8 @@ class RuleDetector:
                 by_anchor.setdefault(anchor, []).append(item)
             else:
                 passes.append(_Pass([item], None))
-        passes.extend(_Pass(group, anchor) for anchor, group in by_anchor.items())
-        passes.extend(_Pass(group, gate) for gate, group in by_gate.items())
+        passes.extend(_Pass(group, anchor, by_shape=by_shape) for anchor, group in by_anchor.items())
+        passes.extend(_Pass(group, gate, by_shape=by_shape) for gate, group in by_gate.items())
         self._passes = tuple(passes)
 
     @property
@@ -338,11 +409,10 @@ class RuleDetector:
                             shapes.append((span.start, span.end))
                     position = _resume_after(span, start)
                 continue
-            gate, scanner = scan.gate, scan.scanner
-            if gate is None or scanner is None:  # pragma: no cover - a pass is a single rule or a gate
+            full, scanner = scan.full, scan.scanner
+            if full is None or scanner is None:  # pragma: no cover - a pass is a single rule or a gate
                 continue
-            gate_match = gate.match
-            slots = scan.slots[language]
+            by_shape, nothing = scan.by_shape, scan.nothing
             # As with one finditer per rule, a rule's matches do not overlap each other: a
             # match starting inside the previous match of the same rule is skipped.
             resume = [0] * scan.slot_count
@@ -351,7 +421,16 @@ class RuleDetector:
             next_shape = 0
             reach_start = reach_end = -1
             for hit in scanner.finditer(text):
-                match = gate_match(text, hit.start())
+                position = hit.start()
+                if by_shape is None:
+                    subgate = full
+                else:
+                    shape = text[position : position + WIDTH].encode("ascii", "replace").translate(SHAPE_TABLE)
+                    known = by_shape.get(shape)
+                    subgate = known if known is not None else scan.subgate(shape)
+                    if subgate is nothing:
+                        continue  # no rule of the pass can match here
+                match = subgate.match(text, position)
                 if match is None:
                     continue
                 regs = match.regs
@@ -362,7 +441,7 @@ class RuleDetector:
                         next_shape += 1
                         if shape_end > reach_end:  # as the engine's reach: the earlier one on a tie
                             reach_start, reach_end = shape_start, shape_end
-                for slot, group, compiled, is_part in slots:
+                for slot, group, compiled, is_part in subgate.slots[language]:
                     start, end = regs[group]
                     if start < resume[slot]:
                         continue

@@ -1,0 +1,283 @@
+"""Shapes: which rules of a shared pass can match at a position, told from the next few characters.
+
+A gate pass (`veil.detect.rules.base`) tries all its rules at every candidate word start: at a
+digit, eighteen numeric patterns, although the start of a card ("4111 1111 …") can only begin
+a card, a health number, a phone or a national number, and "10 h 30" none of them. Here each
+position is classified once, in C, and only the rules whose shape fits are tried.
+
+The classification maps each of the next `WIDTH` characters to a *cell*, a small class of
+characters (a digit, a space, a hyphen, an upper- or a lower-case ASCII letter, any other
+character …): the start of "4111 1111 1111 1111" has the shape `dddd dddd`. For each rule the
+analysis rewrites its pattern over cells — its *shadow*: a character class keeps the cells it
+meets, and lookarounds and anchors are dropped, so the shadow of every match of the rule is a
+match of the shadow pattern (the rewriting can only let more through). A rule is tried at a
+position only when the position's shape could begin a shadow match, or begins with one.
+
+So a rule that is skipped could not have matched there: the shortcut changes the cost of a
+scan, never its answers. Whatever the analysis cannot read (an operator it does not know, a
+pattern too large) makes the rule be tried everywhere, as before. The tests compare the passes
+with and without it on corpus and random texts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from veil.detect import regex_ast
+
+WIDTH = 12
+"""Characters read at each position. Eight tell a card ("dddd dddd") from a SIN ("ddd ddd ")
+and a date ("dd/dd/dd") from a phone; more would multiply the shapes to remember."""
+
+# Cell of each ASCII character; every other character is first encoded as "?" (see `shape_of`),
+# so "?" shares the cell of all non-ASCII characters.
+_NAMED_CELLS = {
+    " ": b"s",
+    "-": b"h",
+    ".": b"p",
+    "/": b"l",
+    "(": b"o",
+    ")": b"c",
+    ",": b"m",
+    "+": b"q",
+    "?": b"x",
+}
+
+
+def _cell(code: int) -> bytes:
+    ch = chr(code)
+    if ch in _NAMED_CELLS:
+        return _NAMED_CELLS[ch]
+    if "0" <= ch <= "9":
+        return b"d"
+    if "A" <= ch <= "Z":
+        return b"A"
+    if "a" <= ch <= "z":
+        return b"a"
+    if ch.isspace():
+        return b"w"
+    return b"z"  # other ASCII punctuation and control characters
+
+
+SHAPE_TABLE = b"".join(_cell(code) if code < 128 else b"x" for code in range(256))
+"""For `bytes.translate`: each byte of a text encoded as ASCII (with "?" for the others) → its cell."""
+
+
+def shape_of(text: str, position: int) -> bytes:
+    """The shape of `text` from `position`: one cell a character, at most WIDTH of them.
+
+    >>> shape_of("card 4111 1111 1111 1111", 5), shape_of("né le 1/2", 0), shape_of("(514)", 0)
+    (b'ddddsddd', b'axsaasdl', b'odddc')
+    """
+    return text[position : position + WIDTH].encode("ascii", "replace").translate(SHAPE_TABLE)
+
+
+# --- shadows ------------------------------------------------------------------------------------
+
+
+class NotReadable(Exception):
+    """The analysis cannot rewrite this pattern: its rule is tried at every position."""
+
+
+_IGNORECASE = 2  # re.IGNORECASE, as the parser stores it in scoped flags
+
+
+def _members(op: Any, av: Any, ignore_case: bool) -> tuple[set[int], bool]:
+    """(the ASCII codes one character element matches, whether it may match a non-ASCII one)."""
+    c = regex_ast.constants
+    if op is c.ANY:
+        return set(range(128)), True
+    if op is c.LITERAL or op is c.NOT_LITERAL:
+        items: Any = [(c.LITERAL, av)]
+        negate = op is c.NOT_LITERAL
+    elif op is c.IN:
+        items = av
+        negate = any(item_op is c.NEGATE for item_op, _ in items)
+    elif op is c.CATEGORY:
+        items, negate = [(c.CATEGORY, av)], False
+    else:
+        raise NotReadable(str(op))
+    codes: set[int] = set()
+    wide = False
+    for item_op, item_av in items:
+        if item_op is c.NEGATE:
+            continue
+        if item_op is c.LITERAL:
+            low = high = item_av
+        elif item_op is c.RANGE:
+            low, high = item_av
+        elif item_op is c.CATEGORY:
+            # Unicode categories reach beyond ASCII; their ASCII members are the str predicates'.
+            predicate = _CATEGORY_PREDICATES.get(str(item_av))
+            if predicate is None:
+                raise NotReadable(str(item_av))
+            codes.update(code for code in range(128) if predicate(chr(code)))
+            wide = True
+            continue
+        else:
+            raise NotReadable(str(item_op))
+        wide = wide or high >= 128
+        if ignore_case and high >= 128:
+            # Case folding may bring a character beyond ASCII to an ASCII letter (the Kelvin
+            # sign to k): count every ASCII letter in.
+            codes.update(code for code in range(128) if chr(code).isalpha())
+        for code in range(128):
+            ch = chr(code)
+            forms = (ch, ch.lower(), ch.upper()) if ignore_case else (ch,)
+            if any(low <= ord(form) <= high for form in forms):
+                codes.add(code)
+        if ignore_case and (low >= 128 or any(chr(code).isalpha() for code in range(low, min(high, 127) + 1))):
+            wide = True  # case folding meets letters outside ASCII (the Kelvin sign, the long s …)
+    if negate:
+        if ignore_case:
+            return set(range(128)), True  # the complement of an over-estimate would be too small
+        return set(range(128)) - codes, True
+    return codes, wide
+
+
+_CATEGORY_PREDICATES: dict[str, Callable[[str], bool]] = {
+    "CATEGORY_DIGIT": str.isdecimal,
+    "CATEGORY_NOT_DIGIT": lambda ch: not ch.isdecimal(),
+    "CATEGORY_SPACE": str.isspace,
+    "CATEGORY_NOT_SPACE": lambda ch: not ch.isspace(),
+    "CATEGORY_WORD": lambda ch: ch.isalnum() or ch == "_",
+    "CATEGORY_NOT_WORD": lambda ch: not (ch.isalnum() or ch == "_"),
+}
+
+
+def _cell_class(op: Any, av: Any, ignore_case: bool) -> str:
+    """A bytes-regex character class of the cells one character element can meet."""
+    codes, wide = _members(op, av, ignore_case)
+    cells = {SHAPE_TABLE[code] for code in codes}
+    if wide:
+        cells.add(ord("x"))
+    if not cells:
+        return "(?!)"
+    return "[" + "".join(sorted(chr(cell) for cell in cells)) + "]"
+
+
+def _repeat(body: str, low: int, high: int) -> str:
+    if high == regex_ast.constants.MAXREPEAT:
+        return f"(?:{body}){{{low},}}"
+    return f"(?:{body}){{{low},{high}}}"
+
+
+class _Rewriter:
+    """Rewrites a parsed pattern over cells: `full` for its matches, `prefix` for their prefixes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def _check(self, pattern: str) -> str:
+        if len(pattern) > self.limit:
+            raise NotReadable("too large")
+        return pattern
+
+    def full(self, items: Any, ignore_case: bool) -> str:
+        return self._check("".join(self._full_one(op, av, ignore_case) for op, av in items))
+
+    def _full_one(self, op: Any, av: Any, ignore_case: bool) -> str:
+        c = regex_ast.constants
+        if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
+            return ""  # zero-width: dropping it only lets more through
+        if op is c.SUBPATTERN:
+            return "(?:" + self.full(av[3], _scoped(ignore_case, av)) + ")"
+        if op is c.ATOMIC_GROUP:
+            return "(?:" + self.full(av, ignore_case) + ")"
+        if op is c.BRANCH:
+            return "(?:" + "|".join(self.full(branch, ignore_case) for branch in av[1]) + ")"
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            low, high, sub = av
+            return _repeat(self.full(sub, ignore_case), low, high)
+        return _cell_class(op, av, ignore_case)
+
+    def prefix(self, items: Any, ignore_case: bool) -> str:
+        """Every prefix of a match of `items` (the empty one included)."""
+        items = list(items)
+        if not items:
+            return ""
+        op, av = items[0]
+        head = self._prefix_one(op, av, ignore_case)
+        if len(items) == 1:
+            return head
+        whole = self._full_one(op, av, ignore_case)
+        return self._check(f"(?:{head}|{whole}{self.prefix(items[1:], ignore_case)})")
+
+    def _prefix_one(self, op: Any, av: Any, ignore_case: bool) -> str:
+        c = regex_ast.constants
+        if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
+            return ""
+        if op is c.SUBPATTERN:
+            return "(?:" + self.prefix(av[3], _scoped(ignore_case, av)) + ")"
+        if op is c.ATOMIC_GROUP:
+            return "(?:" + self.prefix(av, ignore_case) + ")"
+        if op is c.BRANCH:
+            return "(?:" + "|".join(self.prefix(branch, ignore_case) for branch in av[1]) + ")"
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            _low, high, sub = av
+            if high == 0:
+                return ""
+            # A prefix of n ≤ high repetitions: fewer than n whole ones, then a prefix of one more.
+            whole = self.full(sub, ignore_case)
+            most = high if high == c.MAXREPEAT else high - 1
+            return self._check(_repeat(whole, 0, most) + "(?:" + self.prefix(sub, ignore_case) + ")")
+        return _cell_class(op, av, ignore_case) + "?"
+
+
+def _scoped(ignore_case: bool, subpattern: Any) -> bool:
+    _group, add_flags, del_flags, _items = subpattern
+    if add_flags & _IGNORECASE:
+        return True
+    if del_flags & _IGNORECASE:
+        return False
+    return ignore_case
+
+
+class Shadow:
+    """A pattern rewritten over cells; `may_start(shape)` says whether a match can start at a
+    position of that shape (False only when none can)."""
+
+    __slots__ = ("_full", "_prefix")
+
+    def __init__(self, pattern: str, flags: int = 0, *, limit: int = 200_000) -> None:
+        parsed = regex_ast.parse(pattern, flags)
+        rewriter = _Rewriter(limit)
+        ignore_case = bool(flags & _IGNORECASE)
+        self._full = re.compile(rewriter.full(parsed, ignore_case).encode())
+        self._prefix = re.compile(rewriter.prefix(parsed, ignore_case).encode())
+
+    def may_start(self, shape: bytes) -> bool:
+        # The text from here is a prefix of a match (the match runs past the shape), or it
+        # begins with a whole match (a match shorter than the shape).
+        return self._prefix.fullmatch(shape) is not None or self._full.match(shape) is not None
+
+
+def shadow_or_none(pattern: str, flags: int = 0) -> Shadow | None:
+    """The shadow of a pattern, or None when the analysis cannot read it."""
+    try:
+        return Shadow(pattern, flags)
+    except (NotReadable, RecursionError):
+        return None
+
+
+class ShapeIndex:
+    """For a gate and its rules (pattern, flags), the rules that may match at a position of a
+    given shape, as a tuple of their indices."""
+
+    __slots__ = ("_gate", "_shadows")
+
+    def __init__(self, gate: str, patterns: Sequence[tuple[str, int]]) -> None:
+        self._gate = shadow_or_none(gate)
+        self._shadows = [shadow_or_none(pattern, flags) for pattern, flags in patterns]
+
+    @property
+    def readable(self) -> tuple[bool, ...]:
+        """For each rule, whether its shadow could be computed (else it is tried everywhere)."""
+        return tuple(shadow is not None for shadow in self._shadows)
+
+    def rules_for(self, shape: bytes) -> tuple[int, ...]:
+        if self._gate is not None and not self._gate.may_start(shape):
+            return ()
+        return tuple(index for index, shadow in enumerate(self._shadows) if shadow is None or shadow.may_start(shape))
