@@ -65,6 +65,15 @@ SHAPE_TABLE = b"".join(_cell(code) if code < 128 else b"x" for code in range(256
 """For `bytes.translate`: each byte of a text encoded as ASCII (with "?" for the others) → its cell."""
 
 
+def cells_of(text: str) -> bytes:
+    """Every character of `text` as its cell, one byte a character: `shape_of` is a slice of it.
+
+    >>> cells_of("Tél. 514")
+    b'Aaxpsddd'
+    """
+    return text.encode("ascii", "replace").translate(SHAPE_TABLE)
+
+
 def shape_of(text: str, position: int) -> bytes:
     """The shape of `text` from `position`: one cell a character, at most WIDTH of them.
 
@@ -155,10 +164,16 @@ def _cell_class(op: Any, av: Any, ignore_case: bool) -> str:
         cells.add(ord("x"))
     if not cells:
         return "(?!)"
+    if len(cells) == 1:
+        return chr(cells.pop())  # a literal: `re` finds literal prefixes fastest
     return "[" + "".join(sorted(chr(cell) for cell in cells)) + "]"
 
 
 def _repeat(body: str, low: int, high: int) -> str:
+    if len(body) == 1 and 0 < low <= 32:
+        # A cell repeated: spelt out ("ddddddd"), so that `re` sees a literal prefix.
+        more = high if high == regex_ast.constants.MAXREPEAT else high - low
+        return body * low + (_repeat(body, 0, more) if more else "")
     if high == regex_ast.constants.MAXREPEAT:
         return f"(?:{body}){{{low},}}"
     return f"(?:{body}){{{low},{high}}}"
@@ -248,6 +263,10 @@ class Shadow:
         self._full = re.compile(rewriter.full(parsed, ignore_case).encode())
         self._prefix = re.compile(rewriter.prefix(parsed, ignore_case).encode())
 
+    def search(self, cells: bytes) -> bool:
+        """Whether a match may stand anywhere in a text of these cells (`cells_of`)."""
+        return self._full.search(cells) is not None
+
     def may_start(self, shape: bytes) -> bool:
         # The text from here is a prefix of a match (the match runs past the shape), or it
         # begins with a whole match (a match shorter than the shape).
@@ -263,14 +282,16 @@ def shadow_or_none(pattern: str, flags: int = 0) -> Shadow | None:
 
 
 class ShapeIndex:
-    """For a gate and its rules (pattern, flags), the rules that may match at a position of a
-    given shape, as a tuple of their indices."""
+    """For a list of rules (pattern, flags, gate or None), the rules that may match at a position
+    of a given shape, as a tuple of their indices. A rule with a gate matches only where its gate
+    does: both shadows must allow the shape."""
 
-    __slots__ = ("_gate", "_shadows")
+    __slots__ = ("_gates", "_shadows")
 
-    def __init__(self, gate: str, patterns: Sequence[tuple[str, int]]) -> None:
-        self._gate = shadow_or_none(gate)
-        self._shadows = [shadow_or_none(pattern, flags) for pattern, flags in patterns]
+    def __init__(self, rules: Sequence[tuple[str, int, str | None]]) -> None:
+        gates = {gate: shadow_or_none(gate) for _, _, gate in rules if gate}
+        self._gates = [gates[gate] if gate else None for _, _, gate in rules]
+        self._shadows = [shadow_or_none(pattern, flags) for pattern, flags, _ in rules]
 
     @property
     def readable(self) -> tuple[bool, ...]:
@@ -278,6 +299,8 @@ class ShapeIndex:
         return tuple(shadow is not None for shadow in self._shadows)
 
     def rules_for(self, shape: bytes) -> tuple[int, ...]:
-        if self._gate is not None and not self._gate.may_start(shape):
-            return ()
-        return tuple(index for index, shadow in enumerate(self._shadows) if shadow is None or shadow.may_start(shape))
+        return tuple(
+            index
+            for index, (gate, shadow) in enumerate(zip(self._gates, self._shadows, strict=True))
+            if (gate is None or gate.may_start(shape)) and (shadow is None or shadow.may_start(shape))
+        )
