@@ -182,11 +182,11 @@ class _Pass:
         "rules",
         "scanner",
         "shapes",
+        "shapes_remembered",
         "single",
         "slot_count",
     )
 
-    _SHAPES_REMEMBERED = 65_536
     _SUBGATES_COMPILED = 1_024
 
     def __init__(self, rules: Sequence[_CompiledRule], key: str | None, *, by_shape: bool = True) -> None:
@@ -200,6 +200,9 @@ class _Pass:
         self.by_shape: dict[bytes, _SubGate] | None = None
         """The combined pattern to match at a position, by shape (see `subgate`)."""
         self._subgates: dict[tuple[int, ...], _SubGate] = {}
+        self.shapes_remembered = 65_536
+        """At most this many shapes in `by_shape` (it is emptied when full: a text of random
+        characters cannot make it grow without bound)."""
         self.has_parts = False
         self.slot_count = len(rules)
         self.rules: tuple[_CompiledRule, ...] = tuple(sorted(rules, key=lambda compiled: not compiled.makes_shape))
@@ -247,7 +250,7 @@ class _Pass:
                 found = self.full  # a bound on compilations; the full pattern is always right
             else:
                 found = self._subgates[indices] = _SubGate([(index, self.rules[index]) for index in indices])
-        if len(self.by_shape) >= self._SHAPES_REMEMBERED:
+        if len(self.by_shape) >= self.shapes_remembered:
             self.by_shape.clear()
         self.by_shape[shape] = found
         return found
