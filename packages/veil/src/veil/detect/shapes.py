@@ -22,7 +22,8 @@ with and without it on corpus and random texts.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from veil.detect import regex_ast
@@ -93,11 +94,27 @@ class NotReadable(Exception):
 _IGNORECASE = 2  # re.IGNORECASE, as the parser stores it in scoped flags
 
 
+_ALL_ASCII = frozenset(range(128))
+_ASCII_LETTERS = frozenset(code for code in range(128) if chr(code).isalpha())
+# The ASCII members of the categories `re` knows in str patterns (their Unicode forms).
+_CATEGORY_CODES: dict[str, frozenset[int]] = {
+    name: frozenset(code for code in range(128) if predicate(chr(code)))
+    for name, predicate in (
+        ("CATEGORY_DIGIT", str.isdecimal),
+        ("CATEGORY_NOT_DIGIT", lambda ch: not ch.isdecimal()),
+        ("CATEGORY_SPACE", str.isspace),
+        ("CATEGORY_NOT_SPACE", lambda ch: not ch.isspace()),
+        ("CATEGORY_WORD", lambda ch: ch.isalnum() or ch == "_"),
+        ("CATEGORY_NOT_WORD", lambda ch: not (ch.isalnum() or ch == "_")),
+    )
+}
+
+
 def _members(op: Any, av: Any, ignore_case: bool) -> tuple[set[int], bool]:
     """(the ASCII codes one character element matches, whether it may match a non-ASCII one)."""
     c = regex_ast.constants
     if op is c.ANY:
-        return set(range(128)), True
+        return set(_ALL_ASCII), True
     if op is c.LITERAL or op is c.NOT_LITERAL:
         items: Any = [(c.LITERAL, av)]
         negate = op is c.NOT_LITERAL
@@ -119,54 +136,60 @@ def _members(op: Any, av: Any, ignore_case: bool) -> tuple[set[int], bool]:
             low, high = item_av
         elif item_op is c.CATEGORY:
             # Unicode categories reach beyond ASCII; their ASCII members are the str predicates'.
-            predicate = _CATEGORY_PREDICATES.get(str(item_av))
-            if predicate is None:
+            found = _CATEGORY_CODES.get(str(item_av))
+            if found is None:
                 raise NotReadable(str(item_av))
-            codes.update(code for code in range(128) if predicate(chr(code)))
+            codes |= found
             wide = True
             continue
         else:
             raise NotReadable(str(item_op))
         wide = wide or high >= 128
-        if ignore_case and high >= 128:
-            # Case folding may bring a character beyond ASCII to an ASCII letter (the Kelvin
-            # sign to k): count every ASCII letter in.
-            codes.update(code for code in range(128) if chr(code).isalpha())
-        for code in range(128):
-            ch = chr(code)
-            forms = (ch, ch.lower(), ch.upper()) if ignore_case else (ch,)
-            if any(low <= ord(form) <= high for form in forms):
-                codes.add(code)
-        if ignore_case and (low >= 128 or any(chr(code).isalpha() for code in range(low, min(high, 127) + 1))):
-            wide = True  # case folding meets letters outside ASCII (the Kelvin sign, the long s …)
+        ascii_part = range(low, min(high, 127) + 1)
+        codes.update(ascii_part)
+        if ignore_case:
+            letters = [code for code in ascii_part if code in _ASCII_LETTERS]
+            codes.update(ord(chr(code).swapcase()) for code in letters)
+            if high >= 128:
+                # Case folding may bring a character beyond ASCII to an ASCII letter (the Kelvin
+                # sign to k): count every ASCII letter in.
+                codes |= _ASCII_LETTERS
+            if letters:
+                wide = True  # and an ASCII letter to one beyond (k to the Kelvin sign, s to ſ)
     if negate:
         if ignore_case:
-            return set(range(128)), True  # the complement of an over-estimate would be too small
-        return set(range(128)) - codes, True
+            return set(_ALL_ASCII), True  # the complement of an over-estimate would be too small
+        return set(_ALL_ASCII - codes), True
     return codes, wide
 
 
-_CATEGORY_PREDICATES: dict[str, Callable[[str], bool]] = {
-    "CATEGORY_DIGIT": str.isdecimal,
-    "CATEGORY_NOT_DIGIT": lambda ch: not ch.isdecimal(),
-    "CATEGORY_SPACE": str.isspace,
-    "CATEGORY_NOT_SPACE": lambda ch: not ch.isspace(),
-    "CATEGORY_WORD": lambda ch: ch.isalnum() or ch == "_",
-    "CATEGORY_NOT_WORD": lambda ch: not (ch.isalnum() or ch == "_"),
-}
+_CLASSES: dict[tuple[Any, str, bool], str] = {}
 
 
 def _cell_class(op: Any, av: Any, ignore_case: bool) -> str:
     """A bytes-regex character class of the cells one character element can meet."""
+    key = (op, repr(av), ignore_case)
+    known = _CLASSES.get(key)
+    if known is not None:
+        return known
     codes, wide = _members(op, av, ignore_case)
     cells = {SHAPE_TABLE[code] for code in codes}
     if wide:
         cells.add(ord("x"))
     if not cells:
-        return "(?!)"
-    if len(cells) == 1:
-        return chr(cells.pop())  # a literal: `re` finds literal prefixes fastest
-    return "[" + "".join(sorted(chr(cell) for cell in cells)) + "]"
+        result = "(?!)"
+    elif len(cells) == 1:
+        result = chr(cells.pop())  # a literal: `re` finds literal prefixes fastest
+    else:
+        result = "[" + "".join(sorted(chr(cell) for cell in cells)) + "]"
+    _CLASSES[key] = result
+    return result
+
+
+def _alternation(branches: Iterable[str]) -> str:
+    # Over cells many branches read the same (every month name is letters): keep one of each.
+    unique = list(dict.fromkeys(branches))
+    return unique[0] if len(unique) == 1 else "(?:" + "|".join(unique) + ")"
 
 
 def _repeat(body: str, low: int, high: int) -> str:
@@ -180,7 +203,17 @@ def _repeat(body: str, low: int, high: int) -> str:
 
 
 class _Rewriter:
-    """Rewrites a parsed pattern over cells: `full` for its matches, `prefix` for their prefixes."""
+    """Rewrites a parsed pattern over cells: `full` for its matches, `prefix` for their prefixes.
+
+    Only the first WIDTH cells of a match are ever compared, so the exact form matters most near
+    the start. A large part that may not begin before the COARSE_FROM-th character (a street
+    name, a city and a province after a civic number and a street type) is rewritten as "any
+    run of the cells it uses": looser, still sound, and a pattern a hundredth of the size.
+    """
+
+    COARSE_FROM = 4
+    COARSE_SIZE = 24
+    """Parsed nodes (`_size`) above which an item is large."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -190,55 +223,122 @@ class _Rewriter:
             raise NotReadable("too large")
         return pattern
 
-    def full(self, items: Any, ignore_case: bool) -> str:
-        return self._check("".join(self._full_one(op, av, ignore_case) for op, av in items))
+    def full(self, items: Any, ignore_case: bool, offset: int = 0) -> str:
+        parts = []
+        for op, av in items:
+            coarse = self._coarse(op, av, ignore_case, offset)
+            parts.append(coarse if coarse is not None else self._full_one(op, av, ignore_case, offset))
+            offset += _min_length(op, av)
+        return self._check("".join(parts))
 
-    def _full_one(self, op: Any, av: Any, ignore_case: bool) -> str:
+    def _coarse(self, op: Any, av: Any, ignore_case: bool, offset: int) -> str | None:
+        """The loose form of a large item far enough from the start, else None."""
+        if offset < self.COARSE_FROM or _size(op, av) <= self.COARSE_SIZE:
+            return None
+        cells = _item_cells(op, av, ignore_case)
+        return "(?:[" + "".join(sorted(chr(cell) for cell in cells)) + "])*" if cells else ""
+
+    def _full_one(self, op: Any, av: Any, ignore_case: bool, offset: int) -> str:
         c = regex_ast.constants
         if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
             return ""  # zero-width: dropping it only lets more through
         if op is c.SUBPATTERN:
-            return "(?:" + self.full(av[3], _scoped(ignore_case, av)) + ")"
+            return "(?:" + self.full(av[3], _scoped(ignore_case, av), offset) + ")"
         if op is c.ATOMIC_GROUP:
-            return "(?:" + self.full(av, ignore_case) + ")"
+            return "(?:" + self.full(av, ignore_case, offset) + ")"
         if op is c.BRANCH:
-            return "(?:" + "|".join(self.full(branch, ignore_case) for branch in av[1]) + ")"
+            return _alternation(self.full(branch, ignore_case, offset) for branch in av[1])
         if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
             low, high, sub = av
-            return _repeat(self.full(sub, ignore_case), low, high)
+            return _repeat(self.full(sub, ignore_case, offset), low, high)
         return _cell_class(op, av, ignore_case)
 
-    def prefix(self, items: Any, ignore_case: bool) -> str:
+    def prefix(self, items: Any, ignore_case: bool, offset: int = 0) -> str:
         """Every prefix of a match of `items` (the empty one included)."""
         items = list(items)
         if not items:
             return ""
         op, av = items[0]
-        head = self._prefix_one(op, av, ignore_case)
+        coarse = self._coarse(op, av, ignore_case, offset)
+        head = coarse if coarse is not None else self._prefix_one(op, av, ignore_case, offset)
         if len(items) == 1:
             return head
-        whole = self._full_one(op, av, ignore_case)
-        return self._check(f"(?:{head}|{whole}{self.prefix(items[1:], ignore_case)})")
+        whole = coarse if coarse is not None else self._full_one(op, av, ignore_case, offset)
+        rest = self.prefix(items[1:], ignore_case, offset + _min_length(op, av))
+        return self._check(f"(?:{head}|{whole}{rest})")
 
-    def _prefix_one(self, op: Any, av: Any, ignore_case: bool) -> str:
+    def _prefix_one(self, op: Any, av: Any, ignore_case: bool, offset: int) -> str:
         c = regex_ast.constants
         if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
             return ""
         if op is c.SUBPATTERN:
-            return "(?:" + self.prefix(av[3], _scoped(ignore_case, av)) + ")"
+            return "(?:" + self.prefix(av[3], _scoped(ignore_case, av), offset) + ")"
         if op is c.ATOMIC_GROUP:
-            return "(?:" + self.prefix(av, ignore_case) + ")"
+            return "(?:" + self.prefix(av, ignore_case, offset) + ")"
         if op is c.BRANCH:
-            return "(?:" + "|".join(self.prefix(branch, ignore_case) for branch in av[1]) + ")"
+            return _alternation(self.prefix(branch, ignore_case, offset) for branch in av[1])
         if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
             _low, high, sub = av
             if high == 0:
                 return ""
             # A prefix of n ≤ high repetitions: fewer than n whole ones, then a prefix of one more.
-            whole = self.full(sub, ignore_case)
+            whole = self.full(sub, ignore_case, offset)
             most = high if high == c.MAXREPEAT else high - 1
-            return self._check(_repeat(whole, 0, most) + "(?:" + self.prefix(sub, ignore_case) + ")")
+            return self._check(_repeat(whole, 0, most) + "(?:" + self.prefix(sub, ignore_case, offset) + ")")
         return _cell_class(op, av, ignore_case) + "?"
+
+
+def _size(op: Any, av: Any) -> int:
+    """The number of parsed nodes in one item."""
+    c = regex_ast.constants
+    if op is c.SUBPATTERN:
+        return 1 + sum(_size(*item) for item in av[3])
+    if op is c.ATOMIC_GROUP or op in (c.ASSERT, c.ASSERT_NOT):
+        items = av if op is c.ATOMIC_GROUP else av[1]
+        return 1 + sum(_size(*item) for item in items)
+    if op is c.BRANCH:
+        return 1 + sum(_size(*item) for branch in av[1] for item in branch)
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+        return 1 + sum(_size(*item) for item in av[2])
+    return 1
+
+
+def _min_length(op: Any, av: Any) -> int:
+    """The fewest characters one parsed item matches."""
+    c = regex_ast.constants
+    if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
+        return 0
+    if op is c.SUBPATTERN:
+        return sum(_min_length(*item) for item in av[3])
+    if op is c.ATOMIC_GROUP:
+        return sum(_min_length(*item) for item in av)
+    if op is c.BRANCH:
+        return min(sum(_min_length(*item) for item in branch) for branch in av[1])
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+        low, _high, sub = av
+        return int(low) * sum(_min_length(*item) for item in sub)
+    return 1
+
+
+def _item_cells(op: Any, av: Any, ignore_case: bool) -> set[int]:
+    """Every cell a character of one parsed item's matches can be in."""
+    c = regex_ast.constants
+    if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
+        return set()
+    if op is c.SUBPATTERN:
+        inner = _scoped(ignore_case, av)
+        return set().union(*(_item_cells(o, a, inner) for o, a in av[3]))
+    if op is c.ATOMIC_GROUP:
+        return set().union(*(_item_cells(o, a, ignore_case) for o, a in av))
+    if op is c.BRANCH:
+        return set().union(*(_item_cells(o, a, ignore_case) for branch in av[1] for o, a in branch))
+    if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+        return set().union(*(_item_cells(o, a, ignore_case) for o, a in av[2]))
+    codes, wide = _members(op, av, ignore_case)
+    cells = {SHAPE_TABLE[code] for code in codes}
+    if wide:
+        cells.add(ord("x"))
+    return cells
 
 
 def _scoped(ignore_case: bool, subpattern: Any) -> bool:
@@ -273,8 +373,10 @@ class Shadow:
         return self._prefix.fullmatch(shape) is not None or self._full.match(shape) is not None
 
 
+@lru_cache(maxsize=1024)
 def shadow_or_none(pattern: str, flags: int = 0) -> Shadow | None:
-    """The shadow of a pattern, or None when the analysis cannot read it."""
+    """The shadow of a pattern, or None when the analysis cannot read it. Shadows are immutable
+    and remembered: every detector built from the same rules shares them."""
     try:
         return Shadow(pattern, flags)
     except (NotReadable, RecursionError):
@@ -284,23 +386,27 @@ def shadow_or_none(pattern: str, flags: int = 0) -> Shadow | None:
 class ShapeIndex:
     """For a list of rules (pattern, flags, gate or None), the rules that may match at a position
     of a given shape, as a tuple of their indices. A rule with a gate matches only where its gate
-    does: both shadows must allow the shape."""
+    does: both shadows must allow the shape. The shadows are computed on first use (a tenth of a
+    second for the built-in rules, once per process), not when a detector is built."""
 
-    __slots__ = ("_gates", "_shadows")
+    __slots__ = ("_rules", "_shadows")
 
     def __init__(self, rules: Sequence[tuple[str, int, str | None]]) -> None:
-        gates = {gate: shadow_or_none(gate) for _, _, gate in rules if gate}
-        self._gates = [gates[gate] if gate else None for _, _, gate in rules]
-        self._shadows = [shadow_or_none(pattern, flags) for pattern, flags, _ in rules]
+        self._rules = tuple(rules)
+        self._shadows: list[tuple[Shadow | None, Shadow | None]] | None = None
 
-    @property
-    def readable(self) -> tuple[bool, ...]:
-        """For each rule, whether its shadow could be computed (else it is tried everywhere)."""
-        return tuple(shadow is not None for shadow in self._shadows)
+    def _read(self) -> list[tuple[Shadow | None, Shadow | None]]:
+        return [
+            (shadow_or_none(gate) if gate else None, shadow_or_none(pattern, flags))
+            for pattern, flags, gate in self._rules
+        ]
 
     def rules_for(self, shape: bytes) -> tuple[int, ...]:
+        shadows = self._shadows
+        if shadows is None:
+            shadows = self._shadows = self._read()
         return tuple(
             index
-            for index, (gate, shadow) in enumerate(zip(self._gates, self._shadows, strict=True))
+            for index, (gate, shadow) in enumerate(shadows)
             if (gate is None or gate.may_start(shape)) and (shadow is None or shadow.may_start(shape))
         )
