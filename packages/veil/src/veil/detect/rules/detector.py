@@ -27,6 +27,7 @@ from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span
 
 class _CompiledRule:
     __slots__ = (
+        "alone",
         "context",
         "entity",
         "has_context",
@@ -44,6 +45,9 @@ class _CompiledRule:
         self.rule = rule
         self.source = source
         self.regex = re.compile(rule.pattern, rule.flags)
+        gated = _gated(rule)
+        self.alone = re.compile(gated, rule.flags).match if len(gated) > _LONG_PATTERN else None
+        """For a long pattern in a shared pass: its own match, tried at the pass's positions."""
         self.precheck = _Precheck(rule.precheck) if rule.precheck else None
         if self.regex.groupindex or _has_backreference(rule.pattern):
             raise ValueError(f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)")
@@ -130,26 +134,34 @@ def _pass_of(rule: Rule) -> str | None:
     return None
 
 
+_LONG_PATTERN = 1_000
+"""Characters above which a rule is matched on its own at a position rather than inside the
+combined pattern: each set of rules is compiled once, and the street-address patterns would make
+every set that holds them slow to compile (tens of milliseconds each)."""
+
+
 class _SubGate:
     """The combined pattern of some of a shared pass's rules: at a position, one lookahead a
-    rule (behind its gate, if it has one), each in a named group."""
+    rule (behind its gate, if it has one), each in a named group; a rule with a long pattern is
+    matched on its own, in its turn."""
 
     __slots__ = ("match", "regex", "slots")
 
     def __init__(self, rules: Sequence[tuple[int, _CompiledRule]]) -> None:
-        lookaheads = "".join(f"(?=(?P<r{slot}>{_gated(compiled.rule)})|)" for slot, compiled in rules)
+        combined = [(slot, compiled) for slot, compiled in rules if compiled.alone is None]
+        lookaheads = "".join(f"(?=(?P<r{slot}>{_gated(compiled.rule)})|)" for slot, compiled in combined)
         regex = self.regex = re.compile(lookaheads)
         self.match = regex.match
-        groups = [(slot, regex.groupindex[f"r{slot}"], compiled) for slot, compiled in rules]
         self.slots: dict[str, tuple[tuple[int, int, _CompiledRule, bool], ...]] = {
             language: tuple(
-                (slot, group, compiled, compiled.is_part)
-                for slot, group, compiled in groups
+                (slot, regex.groupindex[f"r{slot}"] if compiled.alone is None else -1, compiled, compiled.is_part)
+                for slot, compiled in rules
                 if language in compiled.rule.languages
             )
             for language in LANGUAGES
         }
-        """Per language: (slot, group, rule, is a part of identifier shapes) for the rules that run."""
+        """Per language: (slot, group or -1 for a rule matched alone, rule, is a part of identifier
+        shapes) for the rules that run, in slot order."""
 
 
 def _gated(rule: Rule) -> str:
@@ -377,7 +389,14 @@ class RuleDetector:
                         if shape_end > reach_end:  # as the engine's reach: the earlier one on a tie
                             reach_start, reach_end = shape_start, shape_end
                 for slot, group, compiled, is_part in subgate.slots[language]:
-                    start, end = regs[group]
+                    if group >= 0:
+                        start, end = regs[group]
+                    else:
+                        assert compiled.alone is not None
+                        alone = compiled.alone(text, position)
+                        if alone is None:
+                            continue
+                        start, end = alone.span()
                     if start < resume[slot]:
                         continue
                     if is_part and (end < reach_end or (end == reach_end and reach_start < start)):
