@@ -82,9 +82,12 @@ def _rank(span: Span) -> tuple[float, int, int, int]:
     return (-span.score, -(span.end - span.start), specificity_rank(span.entity), span.start)
 
 
+_PARTS_OF_SHAPES: frozenset[str] = frozenset().union(*IDENTIFIER_SHAPES.values())
+
+
 def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
     """Remove phone-like chunks strictly inside identifier-shaped candidates, whatever their scores."""
-    parts = frozenset().union(*IDENTIFIER_SHAPES.values())
+    parts = _PARTS_OF_SHAPES
     shapes = sorted((s for s in spans if s.entity in IDENTIFIER_SHAPES), key=lambda s: s.start)
     if not shapes or not any(s.entity in parts for s in spans):
         return spans
@@ -227,6 +230,7 @@ class Engine:
         )
         # A detector that does not say otherwise is taken to depend on the language.
         self._language_sensitive = any(getattr(d, "language_sensitive", True) for d in self.detectors)
+        self._is_ner = tuple(getattr(d, "kind", None) == "ner" for d in self.detectors)
         self._ner_sources = frozenset(d.name for d in self.detectors if getattr(d, "kind", None) == "ner")
         if self.policy.ner_required and not self._ner_sources:
             raise ModelUnavailable("this policy requires NER and the engine has no NER detector")
@@ -252,8 +256,8 @@ class Engine:
         `mixed=True` lets the NER detectors read each run of one language on its own.
         """
         found: list[Span] = []
-        for detector in self.detectors:
-            if getattr(detector, "kind", None) == "ner":
+        for detector, is_ner in zip(self.detectors, self._is_ner, strict=True):
+            if is_ner:
                 pieces = self._pieces(detector, text, language, mixed)
                 found.extend(self._run_ner(detector, [text], [pieces])[0])
             else:

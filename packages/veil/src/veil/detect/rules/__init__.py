@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from veil.detect.rules import address, canada, contact, dates, europe, finance, secrets
-from veil.detect.rules.base import DIGIT_ANCHOR, DIGIT_RUN, Promotion, Rule, RuleDetector, anchor_of
+from veil.detect.rules.base import DIGIT_RUN, Promotion, Rule
+from veil.detect.rules.detector import DIGIT_ANCHOR, RuleDetector, anchor_of
 
 
 def _numeric_gate(rule: Rule) -> Rule:

@@ -1,11 +1,8 @@
-"""The shape of a rule, and the detector that runs a set of them.
+"""The shape of a rule, and the helpers rules share.
 
 A rule is data: an entity, a regular expression, a base score, context words and an optional
 validator (a checksum, a date check). Modules under `veil.detect.rules` declare rules; the
-`RuleDetector` runs them. Each pattern is compiled once and runs as one C-level pass over the
-text (with a substring prefilter where the pattern needs a rare character such as `@`), and
-each match costs a bounded amount of Python afterwards (validation, a context window), so the
-whole detector is linear in the length of the text.
+`RuleDetector` (`veil.detect.rules.detector`) runs them.
 
 Scoring, shared by every rule:
 - a match that passes its validator (or has none) scores `score`;
@@ -17,15 +14,12 @@ Scoring, shared by every rule:
 
 from __future__ import annotations
 
-import bisect
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from veil.detect import regex_ast
-from veil.detect.context import ContextWords
-from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span
+from veil.entities import Language
 
 Validator = Callable[[str], bool]
 """Takes the matched text, says whether it is a valid value (checksum, ranges)."""
@@ -66,9 +60,9 @@ class Rule:
     left_boundary: bool = True
     """The character before the match must not be a letter or digit."""
     gate: str | None = None
-    """A regex every match starts with, shared by rules that run in one pass (a performance
-    hint: "a number, then a word" keeps street and written-date rules off bare digit runs).
-    By default the pass is chosen from the pattern's first characters."""
+    """A regex every match starts with (a performance hint: "a number, then a word" keeps street
+    and written-date rules off bare digit runs). A rule with a gate runs in the shared pass of
+    the gate's first characters; by default the pass is chosen from the pattern's own."""
     flags: int = 0
     languages: tuple[Language, ...] = ("en", "fr")
     examples: tuple[str, ...] = field(default=(), compare=False)
@@ -77,147 +71,15 @@ class Rule:
     """Texts in which the rule must find nothing (checked by the test suite)."""
 
 
-class _CompiledRule:
-    __slots__ = (
-        "context",
-        "entity",
-        "has_context",
-        "is_part",
-        "makes_shape",
-        "precheck",
-        "promote_entity",
-        "promote_words",
-        "regex",
-        "rule",
-        "source",
-    )
-
-    def __init__(self, rule: Rule, source: str) -> None:
-        self.rule = rule
-        self.source = source
-        self.regex = re.compile(rule.pattern, rule.flags)
-        self.precheck = re.compile(rule.precheck) if rule.precheck else None
-        if self.regex.groupindex or _has_backreference(rule.pattern):
-            raise ValueError(f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)")
-        # Plain str, not the Entity enum: spans print and serialise as the bare name.
-        self.entity = str(rule.entity)
-        self.promote_entity = str(rule.promote.entity) if rule.promote else ""
-        self.context = ContextWords(rule.context)
-        self.has_context = bool(self.context)
-        self.promote_words = ContextWords(rule.promote.words, clause=True) if rule.promote else None
-        # A part of identifier shapes (PHONE) is dropped by the engine when it lies strictly inside
-        # one of them (whatever their scores): the detector can skip validating it there.
-        self.is_part = rule.promote is None and self.entity in _SHAPE_PARTS
-        self.makes_shape = self.entity in IDENTIFIER_SHAPES or self.promote_entity in IDENTIFIER_SHAPES
-
-
-_SHAPE_PARTS: frozenset[str] = frozenset().union(*IDENTIFIER_SHAPES.values())
-
-
-def _has_backreference(pattern: str) -> bool:
-    return bool(re.search(r"\\[1-9]|\(\?P=", pattern))
-
-
-# Where a match may start, as a character class; rules whose matches all start with one of
-# these characters, after a non-word character, share one pass over the text.
-DIGIT_ANCHOR = "[+(0-9]"
-_ANCHORS: dict[str, str] = {
-    "digit": DIGIT_ANCHOR,
-    "upper": "[A-ZÀ-ÖØ-Þ]",
-}
-
-
-def _first_characters(pattern: str, flags: int) -> set[str] | None:
-    """The characters a match of `pattern` can start with, or None when that is not simple."""
-    if flags & re.IGNORECASE:
-        return None
-    result = regex_ast.first_characters(regex_ast.parse(pattern, flags))
-    if result is None or result[1]:
-        return None
-    return result[0]
-
-
-def anchor_of(rule: Rule) -> str | None:
-    """The character class of a shared pass this rule can join, if any."""
-    if not rule.left_boundary or rule.flags:
-        return None
-    first = _first_characters(rule.pattern, rule.flags)
-    if not first:
-        return None
-    for char_class in _ANCHORS.values():
-        if all(re.fullmatch(char_class, ch) for ch in first):
-            return char_class
-    return None
-
-
-class _Pass:
-    """One scan of the text: a single rule, or a gate shared by several rules.
-
-    A gate pass tries every rule at each word start where the gate matches, each inside a
-    lookahead in its own named group: one C-level match and one Python step per candidate
-    position, whatever the number of rules. The word starts are found by a scanner that begins
-    with the class of the gate's first characters (and, when every rule tells, of their second
-    characters), so that `re` skips every other character in C.
-
-    In a gate, the rules that report identifier shapes (cards, IBANs …) come first at each
-    position, so that a part of them (a phone-like chunk) found later at the same or a later
-    position can be skipped without being validated: the engine would drop it anyway.
-    """
-
-    __slots__ = ("gate", "has_parts", "scanner", "single", "slot_count", "slots")
-
-    def __init__(self, rules: Sequence[_CompiledRule], gate: str | None) -> None:
-        self.single: _CompiledRule | None = None
-        self.gate: re.Pattern[str] | None = None
-        self.scanner: re.Pattern[str] | None = None
-        self.slots: dict[str, tuple[tuple[int, int, _CompiledRule, bool], ...]] = {}
-        """Per language: (slot, group, rule, is a part of identifier shapes) for the rules that run."""
-        self.has_parts = False
-        self.slot_count = len(rules)
-        if gate is None:
-            (self.single,) = rules
-            return
-        rules = sorted(rules, key=lambda compiled: not compiled.makes_shape)  # stable: shapes first
-        lookaheads = "".join(f"(?=(?P<r{index}>{compiled.rule.pattern})|)" for index, compiled in enumerate(rules))
-        first = _first_characters(gate, 0)
-        if first:
-            self.scanner = re.compile(_char_class(first) + r"(?<![^\W_].)" + _second_characters(rules))
-        else:  # pragma: no cover - every gate veil uses has simple first characters
-            self.scanner = re.compile(rf"(?<![^\W_])(?={gate})")
-        self.gate = re.compile(rf"(?={gate})" + lookaheads)  # matched at each word start found
-        groups = [(index, self.gate.groupindex[f"r{index}"], compiled) for index, compiled in enumerate(rules)]
-        self.has_parts = any(compiled.is_part for compiled in rules)
-        for language in LANGUAGES:
-            self.slots[language] = tuple(
-                (slot, group, compiled, compiled.is_part)
-                for slot, group, compiled in groups
-                if language in compiled.rule.languages
-            )
-
-
-def _char_class(characters: Iterable[str]) -> str:
-    return "[" + "".join(re.escape(ch) for ch in sorted(characters)) + "]"
-
-
-def _second_characters(rules: Sequence[_CompiledRule]) -> str:
-    """A lookahead on the second character of every rule's matches, or nothing when one cannot tell."""
-    union: set[str] = set()
-    for compiled in rules:
-        second = regex_ast.second_characters(compiled.rule.pattern, compiled.rule.flags)
-        if second is None:
-            return ""
-        union |= second
-    return f"(?={_char_class(union)})"
-
-
 DIGIT_RUN = r"[+(]?[0-9](?:[0-9 \u00a0\u202f().,\-/]{4}|[0-9]?(?i:st|nd|rd|th))"
 """A gate for the built-in numeric rules: a digit and four more characters of a number (digits
 and separators), or a day with its ordinal. Every built-in numeric identifier is at least that
 long; "3 items" and "10 h 30" never reach the eighteen numeric patterns."""
 
-LOWER_LETTER_THEN_DIGIT = r"[0-9](?<=[a-z][0-9])"
-"""A precheck for the lower-case forms of IBANs and postal codes: a digit right after a lower-case
-letter, found by a scan that stops at digits only (the patterns themselves start at every letter)."""
+LOWER_LETTER_THEN_DIGIT = r"[a-z][0-9]"
+"""A precheck for the lower-case forms of IBANs and postal codes: a lower-case letter right before
+a digit. Searched over the text's character cells (`veil.detect.shapes`), it is one C-level
+search for a two-byte literal, where the patterns themselves start at every lower-case letter."""
 
 NUMBER_THEN_WORD = r"[0-9]{1,5}[^\s]{0,8}[ \u00a0]+[^\W\d_]"
 """A gate: a number (with what sticks to it: "1er", "1234,") then a word. Street addresses and
@@ -263,160 +125,3 @@ def not_inside_longer_number(text: str, start: int, end: int) -> tuple[int, int]
     if end + 1 < len(text) and text[end] in "-." and text[end + 1].isdigit():
         return None
     return start, end
-
-
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
-class RuleDetector:
-    """Runs a set of rules over a text. Pure and thread-safe: it holds only compiled patterns."""
-
-    name = "rules"
-
-    def __init__(self, rules: Sequence[Rule], *, source: str = "rules") -> None:
-        names = [rule.name for rule in rules]
-        duplicates = {name for name in names if names.count(name) > 1}
-        if duplicates:
-            raise ValueError(f"duplicate rule names: {sorted(duplicates)}")
-        self.rules = tuple(rules)
-        self.language_sensitive = any(set(rule.languages) != {"en", "fr"} for rule in rules)
-        """Whether any rule runs for one language only (else the text's language is not needed)."""
-        compiled = [_CompiledRule(rule, source) for rule in rules]
-        by_gate: dict[str, list[_CompiledRule]] = {}
-        by_anchor: dict[str, list[_CompiledRule]] = {}
-        passes: list[_Pass] = []
-        for item in compiled:
-            if item.rule.gate and item.rule.left_boundary:
-                by_gate.setdefault(item.rule.gate, []).append(item)
-            elif (anchor := anchor_of(item.rule)) is not None:
-                by_anchor.setdefault(anchor, []).append(item)
-            else:
-                passes.append(_Pass([item], None))
-        passes.extend(_Pass(group, anchor) for anchor, group in by_anchor.items())
-        passes.extend(_Pass(group, gate) for gate, group in by_gate.items())
-        self._passes = tuple(passes)
-
-    @property
-    def entities(self) -> frozenset[str]:
-        entities = {rule.entity for rule in self.rules}
-        entities.update(rule.promote.entity for rule in self.rules if rule.promote)
-        return frozenset(entities)
-
-    def detect(self, text: str, language: Language = "en") -> list[Span]:
-        spans: list[Span] = []
-        # (start, end) of the identifier-shaped spans found so far (see _Pass).
-        shapes: list[tuple[int, int]] = []
-        prechecked: dict[re.Pattern[str], bool] = {}
-        for scan in self._passes:
-            single = scan.single
-            if single is not None:
-                rule = single.rule
-                if language not in rule.languages:
-                    continue
-                if rule.requires:
-                    for needle in rule.requires:
-                        if needle in text:
-                            break
-                    else:
-                        continue
-                precheck = single.precheck
-                if precheck is not None:
-                    found = prechecked.get(precheck)
-                    if found is None:
-                        found = prechecked[precheck] = precheck.search(text) is not None
-                    if not found:
-                        continue
-                search = single.regex.search
-                position = 0
-                while (match := search(text, position)) is not None:
-                    start, end = match.span()
-                    span = _score(single, text, start, end)
-                    if span is not None:
-                        spans.append(span)
-                        if span.entity in IDENTIFIER_SHAPES:
-                            shapes.append((span.start, span.end))
-                    position = _resume_after(span, start)
-                continue
-            gate, scanner = scan.gate, scan.scanner
-            if gate is None or scanner is None:  # pragma: no cover - a pass is a single rule or a gate
-                continue
-            gate_match = gate.match
-            slots = scan.slots[language]
-            # As with one finditer per rule, a rule's matches do not overlap each other: a
-            # match starting inside the previous match of the same rule is skipped.
-            resume = [0] * scan.slot_count
-            # The shape that ends furthest among those starting at or before the position.
-            pending = sorted(shapes) if scan.has_parts else []
-            next_shape = 0
-            reach_start = reach_end = -1
-            for hit in scanner.finditer(text):
-                match = gate_match(text, hit.start())
-                if match is None:
-                    continue
-                regs = match.regs
-                if pending:
-                    position = regs[0][0]
-                    while next_shape < len(pending) and pending[next_shape][0] <= position:
-                        shape_start, shape_end = pending[next_shape]
-                        next_shape += 1
-                        if shape_end > reach_end:  # as the engine's reach: the earlier one on a tie
-                            reach_start, reach_end = shape_start, shape_end
-                for slot, group, compiled, is_part in slots:
-                    start, end = regs[group]
-                    if start < resume[slot]:
-                        continue
-                    if is_part and (end < reach_end or (end == reach_end and reach_start < start)):
-                        resume[slot] = end  # strictly inside an identifier: never reported
-                        continue
-                    span = _score(compiled, text, start, end)
-                    resume[slot] = _resume_after(span, start)
-                    if span is not None:
-                        spans.append(span)
-                        if span.entity in IDENTIFIER_SHAPES:
-                            shapes.append((span.start, span.end))
-                            if scan.has_parts and span.start > start:  # moved on by its refiner
-                                bisect.insort(pending, (span.start, span.end), lo=next_shape)
-                            elif scan.has_parts and span.end > reach_end:
-                                reach_start, reach_end = span.start, span.end
-        return spans
-
-
-_CONSUMING_SCORE = 0.5
-
-
-def _resume_after(span: Span | None, start: int) -> int:
-    """Where a rule may match next. A confident span consumes its text (as finditer would); a
-    refined span that kept less than the raw match resumes after what it kept; an invalid or
-    weak candidate consumes nothing, so that "189 130 692 544" still finds the SIN that starts
-    inside a failed candidate."""
-    if span is not None and span.score >= _CONSUMING_SCORE:
-        return span.end
-    return start + 1
-
-
-def _score(compiled: _CompiledRule, text: str, start: int, end: int) -> Span | None:
-    """Refine, validate and score one match of one rule (see the module docstring)."""
-    rule = compiled.rule
-    if rule.left_boundary and start > 0 and _is_word_char(text[start - 1]):
-        return None
-    if rule.refine is not None:
-        bounds = rule.refine(text, start, end)
-        if bounds is None:
-            return None
-        start, end = bounds
-    valid = rule.validate is None or rule.validate(text[start:end])
-    if valid:
-        score = rule.score
-    elif rule.invalid_score is None:
-        return None
-    else:
-        score = rule.invalid_score
-    entity = compiled.entity
-    if compiled.has_context and compiled.context.near(text, start, end):
-        score += rule.context_boost if valid else rule.context_boost / 3
-    promote_words = compiled.promote_words
-    if valid and promote_words is not None and rule.promote and promote_words.near(text, start, end):
-        entity = compiled.promote_entity
-        score = max(score, rule.promote.score)
-    return Span(start, end, entity, min(score, 1.0), compiled.source)

@@ -200,16 +200,21 @@ def _inside_dashed_number(text: str, start: int, end: int) -> bool:
     )
 
 
+_PHONE_GROUP_PARTS = re.compile(r"(\+?\(?)([0-9]+)")
+"""The groups of _PHONE_GROUP as (what opens the group, its digits), for `findall`."""
+
+
 def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
     """Find the phone number inside a greedy candidate: the longest run of digit groups (each
     with its own parentheses) that libphonenumber accepts, valid before merely possible. The
     pattern may have glued a neighbouring number, or a sentence's parenthesis, to the phone."""
     candidate = text[start:end]
-    if _IPV4_SHAPE.fullmatch(candidate):
+    if "." in candidate and _IPV4_SHAPE.fullmatch(candidate):
         return None
     # Most candidates are a phone as written, or plainly not one: decide those without the search.
-    digit_count = len(digits_of(candidate))
-    if digit_count < 7:
+    groups = _PHONE_GROUP_PARTS.findall(candidate)
+    counts = [len(digits) for _, digits in groups]
+    if sum(counts) < 7:
         return None
     if (
         candidate.count("(") == candidate.count(")")
@@ -217,6 +222,28 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
         and _phone_validity(candidate) == 2
     ):
         return start, end
+    if not _may_hold_a_phone(groups, counts):
+        return None
+    return _longest_phone_inside(text, start, end)
+
+
+def _may_hold_a_phone(groups: list[tuple[str, str]], counts: list[int]) -> bool:
+    """Whether `_longest_phone_inside` would try any run of groups: one of seven digits or more,
+    with 7, 10 or 11 of them or opening with a country code, a parenthesis or a trunk 0."""
+    for first in range(min(len(groups), 3)):
+        opening, digits = groups[first]
+        special = bool(opening) or digits[0] == "0"
+        total = 0
+        for count in counts[first:]:
+            total += count
+            if total >= 7 and (special or total in _NANP_DIGIT_COUNTS):
+                return True
+    return False
+
+
+def _longest_phone_inside(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The search of `_refine_phone`: runs of groups from one of the first three, longest first."""
+    candidate = text[start:end]
     groups = []
     digits_before = [0]
     for group in _PHONE_GROUP.finditer(candidate):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from veil.detect.rules.base import LOWER_LETTER_THEN_DIGIT, Rule
-from veil.detect.rules.checksums import alnum_upper, digits_of, iban_checksum_valid, luhn_valid
+from veil.detect.rules.checksums import alnum_upper, digits_of, iban_checksum_valid, luhn_digits_valid
 from veil.entities import Entity
 
 # --- CREDIT_CARD -----------------------------------------------------------------------------
@@ -62,18 +62,41 @@ _IIN_RANGES: tuple[tuple[str, str, frozenset[int]], ...] = (
 )
 
 
+def _lengths_by_prefix() -> dict[str, frozenset[int]]:
+    """_IIN_RANGES as a table: each prefix of one to four digits → the card lengths it allows."""
+    table: dict[str, frozenset[int]] = {}
+    for low, high, lengths in _IIN_RANGES:
+        for prefix in range(int(low), int(high) + 1):
+            key = str(prefix).zfill(len(low))
+            table[key] = table.get(key, frozenset()) | lengths
+    return table
+
+
+_LENGTHS_BY_PREFIX = _lengths_by_prefix()
+_PREFIX_SIZES = sorted({len(low) for low, _, _ in _IIN_RANGES})
+
+
 def card_issuer_known(digits: str) -> bool:
     """True when the number's prefix and length fit a public issuer range.
 
     >>> card_issuer_known("2221000000000009"), card_issuer_known("1234567812345670")
     (True, False)
     """
-    return any(len(digits) in lengths and low <= digits[: len(low)] <= high for low, high, lengths in _IIN_RANGES)
+    count = len(digits)
+    for size in _PREFIX_SIZES:
+        lengths = _LENGTHS_BY_PREFIX.get(digits[:size])
+        if lengths is not None and count in lengths:
+            return True
+    return False
+
+
+def card_digits_valid(digits: str) -> bool:
+    """A card number given as its digits alone: card length, Luhn, a known issuer."""
+    return 13 <= len(digits) <= 19 and luhn_digits_valid(digits) and card_issuer_known(digits)
 
 
 def card_is_valid(value: str) -> bool:
-    digits = digits_of(value)
-    return 13 <= len(digits) <= 19 and luhn_valid(digits) and card_issuer_known(digits)
+    return card_digits_valid(digits_of(value))
 
 
 def card_grouping_plausible(lengths: list[int]) -> bool:
@@ -89,7 +112,7 @@ def card_grouping_plausible(lengths: list[int]) -> bool:
 
 
 _DIGIT_GROUP = re.compile(r"[0-9]+")
-_DIGITS = frozenset("0123456789")
+_SEPARATOR = re.compile(r"[^0-9]")
 
 
 def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -97,19 +120,25 @@ def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
     the longest prefix, cut at a group boundary and written with one kind of separator, that is a
     valid card; failing that, the longest such prefix of card length (scored as invalid)."""
     value = text[start:end]
-    groups = list(_DIGIT_GROUP.finditer(value))
-    lengths = [group.end() - group.start() for group in groups]
+    if value.isdigit():  # compact: one group, the only prefix to try is the whole match
+        return (start, end) if 13 <= len(value) <= 19 else None
+    groups = _DIGIT_GROUP.findall(value)
+    separators = _SEPARATOR.findall(value)  # one between each two groups (the pattern's shape)
+    digits = "".join(groups)
+    lengths = [len(group) for group in groups]
     fallback: int | None = None
+    count = len(digits)
     for last in range(len(groups) - 1, -1, -1):
-        if not 13 <= sum(lengths[: last + 1]) <= 19:
+        if last < len(groups) - 1:
+            count -= lengths[last + 1]
+        if not 13 <= count <= 19:
             continue
-        stop = groups[last].end()
-        candidate = value[:stop]
-        if len(set(candidate) - _DIGITS) > 1:
+        if last > 1 and len(set(separators[:last])) > 1:
             continue  # "4111 1111-1111 1111" mixes separators: not how cards are written
         if not card_grouping_plausible(lengths[: last + 1]):
             continue
-        if card_is_valid(candidate):
+        stop = count + last  # each separator is one character
+        if card_digits_valid(digits[:count]):
             return start, start + stop
         if fallback is None:
             fallback = stop
@@ -139,7 +168,7 @@ CREDIT_CARD = Rule(
 
 def _other_card_is_valid(value: str) -> bool:
     digits = digits_of(value)
-    return len(digits) in (16, 19) and luhn_valid(digits) and not card_issuer_known(digits)
+    return len(digits) in (16, 19) and luhn_digits_valid(digits) and not card_issuer_known(digits)
 
 
 DEBIT_CARD = Rule(
@@ -253,20 +282,24 @@ IBAN_LENGTHS: dict[str, int] = {
 }
 
 
+# Country code → a regex reading that IBAN's letters and digits (and the separators between).
+_IBAN_EXTENTS: dict[str, re.Pattern[str]] = {
+    country: re.compile(rf"(?:[\W_]*[^\W_]){{{length}}}") for country, length in IBAN_LENGTHS.items()
+}
+
+
 def _refine_iban(text: str, start: int, end: int) -> tuple[int, int] | None:
-    length = IBAN_LENGTHS.get(text[start : start + 2].upper())
-    if length is None:
+    """Cut the match after as many letters and digits as its country's IBANs have."""
+    extent = _IBAN_EXTENTS.get(text[start : start + 2].upper())
+    if extent is None:
         return None
-    seen = 0
-    for position in range(start, end):
-        if text[position].isalnum():
-            seen += 1
-            if seen == length:
-                stop = position + 1
-                if stop < len(text) and text[stop].isalnum():
-                    return None  # the number goes on: not this IBAN
-                return start, stop
-    return None
+    found = extent.match(text, start, end)
+    if found is None:
+        return None
+    stop = found.end()
+    if stop < len(text) and text[stop].isalnum():
+        return None  # the number goes on: not this IBAN
+    return start, stop
 
 
 def iban_is_valid(value: str) -> bool:
