@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 from canaries import CANARIES, FULL_CANARY_TEXT, Scanner, StoredValues, canaries_in
 from fastapi.testclient import TestClient
-from services import POSTGRES_DSN, REDIS_URL, redis_prefix, require_service
+from services import REDIS_URL, postgres_database, redis_prefix
 from veil_server import Settings, create_app
 
 from veil.errors import ConfigError, IntegrityError, TokenNotFound, VeilError
@@ -120,23 +119,6 @@ def dump_redis(prefixes: list[str], values: StoredValues) -> None:
                     values.add(where, client.dump(key))
     finally:
         client.close()
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"veil_pii_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", f"{POSTGRES_DSN}: {type(exc).__name__}")
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield POSTGRES_DSN.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "redis"])
