@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 from veil_server.echo import create_echo_app
+from veil_server.middleware import _replay  # the gateway replays a read body the same way
 
 
 class FaultyUpstream:
@@ -108,19 +109,6 @@ async def _body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _error(message: str) -> bytes:
