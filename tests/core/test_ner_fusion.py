@@ -325,3 +325,33 @@ def test_an_address_unit_word_read_apart_from_its_address_is_not_a_name() -> Non
     found = [ner(text, "Halsey Road\nSuite", Entity.LOCATION), ner(text, "Suite", Entity.PERSON)]
     spans = fused(text, [rule(text, "55 Halsey Road", Entity.ADDRESS)], found)
     assert not any(value == "Suite" for _, value in spans)
+
+
+def test_each_of_many_addresses_in_one_text_completes_through_its_own_place_and_postal_code() -> None:
+    # The places, postal codes and other rule spans are indexed once per text (a long document with
+    # hundreds of addresses once rebuilt them for every address); each address must still find its own.
+    rules: list[Span] = []
+    places: list[Span] = []
+    wholes: list[str] = []
+    parts: list[str] = []
+    offset = 0
+    for number in range(1, 41):
+        street, city = f"{number} Maple Ave", f"Springfield{'ville' * (number % 3)}"
+        postal = "M5V 2T6"
+        block = f"Client {number} lives at {street}, {city}, ON {postal}. Call 514-555-01{number:02d}. "
+        base = offset + len(f"Client {number} lives at ")
+        rules.append(Span(base, base + len(street), Entity.ADDRESS, 0.9, "rules"))
+        city_at = offset + block.index(city)
+        places.append(Span(city_at, city_at + len(city), Entity.LOCATION, 0.8, "spacy"))
+        postal_at = offset + block.index(postal)
+        rules.append(Span(postal_at, postal_at + len(postal), Entity.CA_POSTAL_CODE, 0.9, "rules"))
+        phone_at = offset + block.index("514-")
+        rules.append(Span(phone_at, phone_at + len("514-555-0100"), Entity.PHONE, 0.9, "rules"))
+        wholes.append(f"{street}, {city}, ON {postal}")
+        parts.append(block)
+        offset += len(block)
+    text = "".join(parts)
+    spans = fuse(text, rules, places, language="en", mode="strict", common_word=common)
+    assert sorted((s.start, text[s.start : s.end]) for s in spans if s.entity == Entity.ADDRESS) == sorted(
+        (text.index(whole), whole) for whole in wholes
+    )

@@ -156,8 +156,13 @@ def fuse(
     kept.extend(_titled_names(text, kept, language, overlaps_rule))
     # Only places that survived (no digits, no overlap with a rule span) may complete an address:
     # an "FR76" the model calls a place must not carry an address into the IBAN after it.
-    locations = sorted((s for s in kept if s.entity == Entity.LOCATION), key=lambda s: s.start)
-    completed = [_complete_address(text, s, locations, blockers) if s.entity == Entity.ADDRESS else s for s in blockers]
+    if not any(s.entity == Entity.ADDRESS for s in blockers):
+        return [*blockers, *kept]
+    ends_at = _AddressEnds(
+        locations=[s for s in kept if s.entity == Entity.LOCATION],
+        rules=blockers,
+    )
+    completed = [_complete_address(text, s, ends_at) if s.entity == Entity.ADDRESS else s for s in blockers]
     return completed + kept
 
 
@@ -422,22 +427,44 @@ def _score_single_word(text: str, span: Span, language: Language, mode: str, com
     return span
 
 
-def _complete_address(text: str, address: Span, locations: Sequence[Span], rules: Sequence[Span]) -> Span:
+class _AddressEnds:
+    """What an address may run on into, built once per text: the places and postal codes by their
+    start, and the other rule spans it must never reach into (bisect, so many addresses in one long
+    text cost no more each than in a short one)."""
+
+    __slots__ = ("_location_at", "_other_ends", "_other_starts", "_postal_at")
+
+    def __init__(self, *, locations: Iterable[Span], rules: Sequence[Span]) -> None:
+        self._location_at = {s.start: s for s in locations}
+        self._postal_at = {s.start: s for s in rules if s.entity == Entity.CA_POSTAL_CODE}
+        others = sorted((s for s in rules if s.entity != Entity.CA_POSTAL_CODE), key=lambda s: s.start)
+        self._other_starts = [s.start for s in others]
+        self._other_ends = _running_max_ends(others)
+
+    def known_at(self, at: int) -> Span | None:
+        """The place or postal code that starts at `at`, if any."""
+        return self._location_at.get(at) or self._postal_at.get(at)
+
+    def hits_other_rule(self, start: int, end: int) -> bool:
+        """Whether [start, end) overlaps a rule span that is not a postal code."""
+        index = bisect.bisect_left(self._other_starts, end) - 1
+        return index >= 0 and self._other_ends[index] > start
+
+
+def _complete_address(text: str, address: Span, ends_at: _AddressEnds) -> Span:
     """Extend a street address through the city, province and postal code that follow it."""
-    location_at = {s.start: s for s in locations}
-    rule_at = {s.start: s for s in rules if s.entity == Entity.CA_POSTAL_CODE}
-    others = [s for s in rules if s is not address and s.entity != Entity.CA_POSTAL_CODE]
     end = address.end
     for _ in range(4):
         join = _ADDRESS_JOIN.match(text, end)
         if join is None:
             break
         at = join.end()
-        nxt = location_at.get(at) or rule_at.get(at)
+        nxt = ends_at.known_at(at)
         match = None if nxt is not None else PROVINCE_OR_POSTAL.match(text, at)
         reach = nxt.end if nxt is not None else match.end() if match is not None else None
         # Never into another rule span: an address that overlapped an IBAN would lose to it whole.
-        if reach is None or any(o.start < reach and at < o.end for o in others):
+        # (The address itself ends at or before `at`, so it never counts as one.)
+        if reach is None or ends_at.hits_other_rule(at, reach):
             break
         end = reach
     return address if end == address.end else replace(address, end=end)
