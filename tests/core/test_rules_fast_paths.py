@@ -3,21 +3,27 @@
 Each shortcut is checked against the slow way it replaces: the scanner's second-character
 look-ahead against every rule's own matches, phone chunks skipped inside identifiers against
 what the engine reports, context words against a plain case-insensitive search, prechecks
-against texts that need the rule, the fast Luhn against python-stdnum's.
+against texts that need the rule, the fast Luhn and SIN check against python-stdnum's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
 import pytest
 from stdnum import luhn as stdnum_luhn
+from stdnum.ca import sin as stdnum_sin
 
 import veil
 from veil.detect import BUILTIN_RULES, Rule, RuleDetector, regex_ast
 from veil.detect.context import ContextWords
+from veil.detect.rules.canada import CA_SIN, sin_is_valid
 from veil.detect.rules.checksums import digits_of, luhn_valid
+from veil.entities import Span, unchecked_span
+
+CA_SIN_REGEX = re.compile(CA_SIN.pattern)
 
 ENGINE = veil.Engine(detectors=[RuleDetector(BUILTIN_RULES)])
 DETECTOR = RuleDetector(BUILTIN_RULES)
@@ -153,3 +159,45 @@ def test_luhn_agrees_with_stdnum_on_random_numbers() -> None:
         written = " ".join(number[i : i + 4] for i in range(0, len(number), 4))
         assert luhn_valid(written) is stdnum_luhn.is_valid(number)
         assert digits_of(written) == number
+
+
+def test_digits_of_agrees_with_a_plain_filter_on_random_written_numbers() -> None:
+    rng = random.Random(12)
+    for _ in range(5000):
+        written = "".join(rng.choice("0123456789 -.()+/٣\u00a0x") for _ in range(rng.randint(0, 20)))
+        assert digits_of(written) == "".join(ch for ch in written if ch in "0123456789")
+
+
+# --- the SIN's check ---------------------------------------------------------------------------------
+
+
+def test_sin_check_agrees_with_stdnum_on_every_written_form_the_rule_matches() -> None:
+    rng = random.Random(13)
+    for _ in range(5000):
+        number = "".join(rng.choice("0123456789") for _ in range(9))
+        for written in (number, f"{number[:3]} {number[3:6]} {number[6:]}", f"{number[:3]}-{number[3:6]}-{number[6:]}"):
+            assert CA_SIN_REGEX.fullmatch(written)
+            assert sin_is_valid(written) is stdnum_sin.is_valid(written)
+
+
+# --- spans made without the public constructor's checks -------------------------------------------
+
+
+def test_unchecked_spans_equal_checked_ones() -> None:
+    checked = Span(3, 9, "CA_SIN", 0.9, "rules")
+    unchecked = unchecked_span(3, 9, "CA_SIN", 0.9, "rules")
+    assert unchecked == checked and hash(unchecked) == hash(checked) and repr(unchecked) == repr(checked)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        unchecked.start = 4  # type: ignore[misc]
+
+
+def test_a_rule_with_a_negative_score_is_refused_when_the_detector_is_built() -> None:
+    rule = Rule(name="negative", entity="X_ID", pattern="x[0-9]+", score=0.5, context=("id",), context_boost=-0.6)
+    with pytest.raises(ValueError, match="at least 0"):
+        RuleDetector([rule])
+
+
+def test_an_empty_match_is_still_refused_by_the_span_check() -> None:
+    detector = RuleDetector([Rule(name="empty", entity="X_ID", pattern="(?=x)", score=0.5, left_boundary=False)])
+    with pytest.raises(ValueError, match="start < end"):
+        detector.detect("x", "en")

@@ -28,7 +28,16 @@ from veil.detect.language import guess_language, language_segments
 from veil.detect.ner.lexicon import COMMON_WORDS
 from veil.detect.policy import Policy
 from veil.detect.rules import BUILTIN_RULES, RuleDetector
-from veil.entities import COMPOSITES, IDENTIFIER_SHAPES, LANGUAGES, Language, LanguageOption, Span, specificity_rank
+from veil.entities import (
+    COMPOSITES,
+    IDENTIFIER_SHAPES,
+    LANGUAGES,
+    Language,
+    LanguageOption,
+    Span,
+    specificity_rank,
+    unchecked_span,
+)
 from veil.errors import ConfigError, DetectionError, ModelUnavailable, VeilError
 
 # Below this many characters, `adetect` runs inline: a thread hop costs more than the scan.
@@ -82,15 +91,20 @@ def _rank(span: Span) -> tuple[float, int, int, int]:
     return (-span.score, -(span.end - span.start), specificity_rank(span.entity), span.start)
 
 
+def _start(span: Span) -> int:
+    return span.start
+
+
 _PARTS_OF_SHAPES: frozenset[str] = frozenset().union(*IDENTIFIER_SHAPES.values())
 
 
 def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
     """Remove phone-like chunks strictly inside identifier-shaped candidates, whatever their scores."""
     parts = _PARTS_OF_SHAPES
-    shapes = sorted((s for s in spans if s.entity in IDENTIFIER_SHAPES), key=lambda s: s.start)
+    shapes = [s for s in spans if s.entity in IDENTIFIER_SHAPES]
     if not shapes or not any(s.entity in parts for s in spans):
         return spans
+    shapes.sort(key=_start)
     starts = [shape.start for shape in shapes]
     # reach[i]: among shapes[0..i], the one ending furthest: one look per span, O(k log k) in all.
     reach: list[Span] = []
@@ -116,9 +130,10 @@ def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
 
 def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
     """Remove spans that lie inside a composite span (an address) of which they are a part."""
-    containers = sorted((span for span in spans if span.entity in COMPOSITES), key=lambda s: s.start)
+    containers = [span for span in spans if span.entity in COMPOSITES]
     if not containers:
         return spans
+    containers.sort(key=_start)
     starts = [c.start for c in containers]
     # reach[i]: the container ending furthest among containers[0..i], so one look per span.
     reach: list[Span] = []
@@ -169,8 +184,8 @@ def _remainders(span: Span, covered: Sequence[Span], text: str | None) -> list[S
             )
         else:
             keep = stop > start
-        if keep:
-            pieces.append(replace(span, start=start, end=stop))
+        if keep:  # a non-empty part (see above) of a valid span
+            pieces.append(unchecked_span(start, stop, span.entity, span.score, span.source))
         if winner is not None:
             position = max(position, winner.end)
     return pieces
@@ -330,11 +345,13 @@ class Engine:
             else candidates
         )
 
+        allows = policy.allows if policy.allow else None  # no value to cut out of the text
+
         def accepted(span: Span) -> bool:
             return (
                 policy.reports(span.entity)
                 and span.score >= policy.threshold_for(span.entity)
-                and not policy.allows(text[span.start : span.end])
+                and (allows is None or not allows(text[span.start : span.end]))
             )
 
         kept = [span for span in rules if accepted(span)]

@@ -22,6 +22,9 @@ def digits_of(value: str) -> str:
     """The ASCII digits of a value, in order: `"046 454-286"` → `"046454286"`."""
     if value.isdigit() and value.isascii():
         return value  # already compact: no regex call
+    compact = value.replace(" ", "").replace("-", "")
+    if compact.isdigit() and compact.isascii():
+        return compact  # grouped with blanks or dashes (cards, SINs): a seventh of the regex's cost
     return _NOT_DIGITS.sub("", value)
 
 

@@ -22,7 +22,7 @@ from veil.detect import regex_ast
 from veil.detect.context import ContextWords
 from veil.detect.rules.base import Rule
 from veil.detect.shapes import WIDTH, ShapeIndex, cells_of, shadow_or_none
-from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span
+from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span, unchecked_span
 
 
 class _CompiledRule:
@@ -51,6 +51,10 @@ class _CompiledRule:
         self.precheck = _Precheck(rule.precheck) if rule.precheck else None
         if self.regex.groupindex or _has_backreference(rule.pattern):
             raise ValueError(f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)")
+        scores = (rule.score, rule.invalid_score, rule.context_boost, rule.promote.score if rule.promote else None)
+        if any(not score >= 0.0 for score in scores if score is not None):
+            # So that every span's score, capped at 1, lies in [0, 1] without a check per span.
+            raise ValueError(f"rule {rule.name}: scores and boosts are numbers of at least 0")
         # Plain str, not the Entity enum: spans print and serialise as the bare name.
         self.entity = str(rule.entity)
         self.promote_entity = str(rule.promote.entity) if rule.promote else ""
@@ -454,4 +458,7 @@ def _score(compiled: _CompiledRule, text: str, start: int, end: int) -> Span | N
     if valid and promote_words is not None and rule.promote and promote_words.near(text, start, end):
         entity = compiled.promote_entity
         score = max(score, rule.promote.score)
-    return Span(start, end, entity, min(score, 1.0), compiled.source)
+    if not 0 <= start < end:  # an empty match or a refiner's bad bounds: Span's own check refuses them
+        return Span(start, end, entity, min(score, 1.0), compiled.source)
+    # The rule's scores are checked when it is compiled: a capped score lies in [0, 1].
+    return unchecked_span(start, end, entity, min(score, 1.0), compiled.source)
