@@ -20,7 +20,8 @@ import veil
 from veil.detect import BUILTIN_RULES, Rule, RuleDetector, regex_ast
 from veil.detect.context import ContextWords
 from veil.detect.rules.canada import CA_SIN, sin_is_valid
-from veil.detect.rules.checksums import digits_of, luhn_valid
+from veil.detect.rules.checksums import alnum_upper, digits_of, luhn_valid
+from veil.detect.rules.contact import _extend_back_over_local_part
 from veil.entities import Span, unchecked_span
 
 CA_SIN_REGEX = re.compile(CA_SIN.pattern)
@@ -201,3 +202,31 @@ def test_an_empty_match_is_still_refused_by_the_span_check() -> None:
     detector = RuleDetector([Rule(name="empty", entity="X_ID", pattern="(?=x)", score=0.5, left_boundary=False)])
     with pytest.raises(ValueError, match="start < end"):
         detector.detect("x", "en")
+
+
+# --- an e-mail's local part -------------------------------------------------------------------------
+
+_LOCAL_PART = re.compile(r"[\w.%+\-]{1,64}\Z")
+
+
+def test_local_part_found_backwards_is_the_one_a_search_for_it_finds() -> None:
+    rng = random.Random(14)
+    for _ in range(20000):
+        alphabet = rng.choice(("ab._-+% é\nZ9_", "abc.", "a b"))
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 150))) + "@exemple.ca"
+        start = text.rindex("@")
+        local = _LOCAL_PART.search(text, max(0, start - 64), start)
+        expected = None
+        if local is not None:
+            local_start = local.start()
+            while local_start < start and text[local_start] in ".-+%":
+                local_start += 1
+            expected = (local_start, len(text)) if local_start < start else None
+        assert _extend_back_over_local_part(text, start, len(text)) == expected
+
+
+def test_alnum_upper_agrees_with_a_plain_filter() -> None:
+    rng = random.Random(15)
+    for _ in range(5000):
+        value = "".join(rng.choice("aZ9 _-.é٣\u00a0") for _ in range(rng.randint(0, 20)))
+        assert alnum_upper(value) == "".join(ch for ch in value if ch.isalnum()).upper()

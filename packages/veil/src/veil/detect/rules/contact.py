@@ -24,15 +24,17 @@ _SEPARATORS = " \u00a0\u202f.-"
 
 # --- EMAIL -----------------------------------------------------------------------------------
 
-_EMAIL_LOCAL_PART = re.compile(r"[\w.%+\-]{1,64}\Z")
+_BEFORE_LOCAL_PART = re.compile(r"(?s:.*)[^\w.%+\-]")
+"""Up to the last character that cannot be part of an e-mail's local part: one backward step a
+character of the local part, where a search for the local part tries every start in the window."""
 
 
 def _extend_back_over_local_part(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The pattern starts at the `@` (a rare character, so the scan is fast); add the local part."""
-    local = _EMAIL_LOCAL_PART.search(text, max(0, start - 64), start)
-    if local is None:
-        return None
-    local_start = local.start()
+    """The pattern starts at the `@` (a rare character, so the scan is fast); add the local part
+    (at most 64 characters)."""
+    low = max(0, start - 64)
+    before = _BEFORE_LOCAL_PART.match(text, low, start)
+    local_start = before.end() if before is not None else low
     while local_start < start and text[local_start] in ".-+%":
         local_start += 1  # a local part starts with a letter, digit or underscore
     if local_start == start:

@@ -37,6 +37,7 @@ class _CompiledRule:
         "promote_entity",
         "promote_words",
         "regex",
+        "requires",
         "rule",
         "source",
     )
@@ -44,6 +45,7 @@ class _CompiledRule:
     def __init__(self, rule: Rule, source: str) -> None:
         self.rule = rule
         self.source = source
+        self.requires = rule.requires
         self.regex = re.compile(rule.pattern, rule.flags)
         gated = _gated(rule)
         self.alone = re.compile(gated, rule.flags).match if len(gated) > _LONG_PATTERN else None
@@ -313,6 +315,15 @@ class RuleDetector:
                 shared.setdefault(key, []).append(item)
         passes.extend(_Pass(group, key, by_shape=by_shape) for key, group in shared.items() if group)
         self._passes = tuple(passes)
+        # The rules that run alone come first (an IBAN in lower case is a shape the shared passes
+        # must know of), each language's own, so that a text pays only for the rules it may need.
+        self._alone: dict[str, tuple[_CompiledRule, ...]] = {
+            language: tuple(
+                scan.single for scan in passes if scan.single is not None and language in scan.single.rule.languages
+            )
+            for language in LANGUAGES
+        }
+        self._shared = tuple(scan for scan in passes if scan.single is None)
 
     @property
     def entities(self) -> frozenset[str]:
@@ -326,38 +337,34 @@ class RuleDetector:
         shapes: list[tuple[int, int]] = []
         prechecked: dict[str, bool] = {}
         cells: bytes | None = None  # the text's character cells, when a precheck or a shape needs them
-        for scan in self._passes:
-            single = scan.single
-            if single is not None:
-                rule = single.rule
-                if language not in rule.languages:
+        for single in self._alone[language]:
+            requires = single.requires
+            if requires:
+                for needle in requires:
+                    if needle in text:
+                        break
+                else:
                     continue
-                if rule.requires:
-                    for needle in rule.requires:
-                        if needle in text:
-                            break
-                    else:
-                        continue
-                precheck = single.precheck
-                if precheck is not None:
-                    found = prechecked.get(precheck.pattern)
-                    if found is None:
-                        if cells is None:
-                            cells = cells_of(text)
-                        found = prechecked[precheck.pattern] = precheck.found(text, cells)
-                    if not found:
-                        continue
-                search = single.regex.search
-                position = 0
-                while (match := search(text, position)) is not None:
-                    start, end = match.span()
-                    span = _score(single, text, start, end)
-                    if span is not None:
-                        spans.append(span)
-                        if span.entity in IDENTIFIER_SHAPES:
-                            shapes.append((span.start, span.end))
-                    position = _resume_after(span, start)
-                continue
+            precheck = single.precheck
+            if precheck is not None:
+                found = prechecked.get(precheck.pattern)
+                if found is None:
+                    if cells is None:
+                        cells = cells_of(text)
+                    found = prechecked[precheck.pattern] = precheck.found(text, cells)
+                if not found:
+                    continue
+            search = single.regex.search
+            position = 0
+            while (match := search(text, position)) is not None:
+                start, end = match.span()
+                span = _score(single, text, start, end)
+                if span is not None:
+                    spans.append(span)
+                    if span.entity in IDENTIFIER_SHAPES:
+                        shapes.append((span.start, span.end))
+                position = _resume_after(span, start)
+        for scan in self._shared:
             full, scanner = scan.full, scan.scanner
             if full is None or scanner is None:  # pragma: no cover - a pass is a single rule or a gate
                 continue
