@@ -15,6 +15,7 @@ import re
 import pytest
 from stdnum import luhn as stdnum_luhn
 from stdnum.ca import sin as stdnum_sin
+from stdnum.nl import bsn as stdnum_bsn
 
 import veil
 from veil.detect import BUILTIN_RULES, Rule, RuleDetector, regex_ast
@@ -22,9 +23,11 @@ from veil.detect.context import ContextWords
 from veil.detect.rules.canada import CA_SIN, sin_is_valid
 from veil.detect.rules.checksums import alnum_upper, digits_of, luhn_valid
 from veil.detect.rules.contact import _extend_back_over_local_part
+from veil.detect.rules.europe import NL_BSN, bsn_is_valid
 from veil.entities import Span, unchecked_span
 
 CA_SIN_REGEX = re.compile(CA_SIN.pattern)
+NL_BSN_REGEX = re.compile(NL_BSN.pattern)
 
 ENGINE = veil.Engine(detectors=[RuleDetector(BUILTIN_RULES)])
 DETECTOR = RuleDetector(BUILTIN_RULES)
@@ -179,6 +182,15 @@ def test_sin_check_agrees_with_stdnum_on_every_written_form_the_rule_matches() -
         for written in (number, f"{number[:3]} {number[3:6]} {number[6:]}", f"{number[:3]}-{number[3:6]}-{number[6:]}"):
             assert CA_SIN_REGEX.fullmatch(written)
             assert sin_is_valid(written) is stdnum_sin.is_valid(written)
+
+
+def test_bsn_check_agrees_with_stdnum_on_every_written_form_the_rule_matches() -> None:
+    rng = random.Random(16)
+    for index in range(5000):
+        number = "000000000" if index == 0 else "".join(rng.choice("0123456789") for _ in range(9))
+        for written in (number, f"{number[:4]}.{number[4:6]}.{number[6:]}", f"{number[:4]}.{number[4:]}"):
+            assert NL_BSN_REGEX.fullmatch(written)
+            assert bsn_is_valid(written) is stdnum_bsn.is_valid(written)
 
 
 # --- spans made without the public constructor's checks -------------------------------------------

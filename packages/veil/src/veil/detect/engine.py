@@ -19,6 +19,8 @@ import bisect
 import importlib.util
 import re
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
+from operator import attrgetter
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
@@ -91,8 +93,7 @@ def _rank(span: Span) -> tuple[float, int, int, int]:
     return (-span.score, -(span.end - span.start), specificity_rank(span.entity), span.start)
 
 
-def _start(span: Span) -> int:
-    return span.start
+_start = attrgetter("start")
 
 
 _PARTS_OF_SHAPES: frozenset[str] = frozenset().union(*IDENTIFIER_SHAPES.values())
@@ -155,6 +156,7 @@ def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
 # surname, so they are kept.
 _MIN_REMAINDER_CHARACTERS = 4
 _MIN_REMAINDER_LETTERS = 3
+_SHORTEST_REMAINDER = min(_MIN_REMAINDER_CHARACTERS, _MIN_REMAINDER_LETTERS)
 
 
 def _remainders(span: Span, covered: Sequence[Span], text: str | None) -> list[Span]:
@@ -178,7 +180,7 @@ def _remainders(span: Span, covered: Sequence[Span], text: str | None) -> list[S
             while stop > start and not text[stop - 1].isalnum():
                 stop -= 1
             part = text[start:stop]
-            keep = (
+            keep = len(part) >= _SHORTEST_REMAINDER and (  # most parts are empty: no counting
                 sum(ch.isalnum() for ch in part) >= _MIN_REMAINDER_CHARACTERS
                 or sum(ch.isalpha() for ch in part) >= _MIN_REMAINDER_LETTERS
             )
@@ -201,7 +203,10 @@ def resolve_overlaps(spans: Iterable[Span], *, text: str | None = None) -> list[
     Greedy over the candidates in rank order, with the kept spans in a sorted list, so the
     cost is O(k log k) in the number of candidates (plus the overlaps each one has).
     """
-    spans = _drop_parts_of_composites(list(spans))
+    spans = sorted(spans, key=_start)
+    if all(left.end <= right.start for left, right in pairwise(spans)):
+        return spans  # nothing overlaps (most texts): every span is kept, as the greedy pass would
+    spans = _drop_parts_of_composites(spans)
     kept_starts: list[int] = []
     kept: list[Span] = []
     for span in sorted(spans, key=_rank):

@@ -22,9 +22,13 @@ def digits_of(value: str) -> str:
     """The ASCII digits of a value, in order: `"046 454-286"` → `"046454286"`."""
     if value.isdigit() and value.isascii():
         return value  # already compact: no regex call
+    # The usual separators first (cards, SINs, then phones), at a fraction of the regex's cost.
     compact = value.replace(" ", "").replace("-", "")
     if compact.isdigit() and compact.isascii():
-        return compact  # grouped with blanks or dashes (cards, SINs): a seventh of the regex's cost
+        return compact
+    compact = compact.replace("(", "").replace(")", "").replace("+", "").replace(".", "")
+    if compact.isdigit() and compact.isascii():
+        return compact
     return _NOT_DIGITS.sub("", value)
 
 

@@ -216,7 +216,9 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
     # Most candidates are a phone as written, or plainly not one: decide those without the search.
     groups = _PHONE_GROUP_PARTS.findall(candidate)
     counts = [len(digits) for _, digits in groups]
-    if sum(counts) < 7:
+    # A valid phone has 7, 10 or 11 digits or opens with +, ( or 0, so the whole candidate can
+    # only be one when the search below would try it: "130 692 544" is neither, and stops here.
+    if sum(counts) < 7 or not _may_hold_a_phone(groups, counts):
         return None
     if (
         candidate.count("(") == candidate.count(")")
@@ -224,8 +226,6 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
         and _phone_validity(candidate) == 2
     ):
         return start, end
-    if not _may_hold_a_phone(groups, counts):
-        return None
     return _longest_phone_inside(text, start, end)
 
 

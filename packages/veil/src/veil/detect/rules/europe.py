@@ -13,6 +13,8 @@ IT_FISCAL_CODE, EU_VAT. Validation is python-stdnum's.
 
 from __future__ import annotations
 
+from operator import mul
+
 from stdnum.be import nn as _be_nn
 from stdnum.de import idnr as _de_idnr
 from stdnum.es import dni as _es_dni
@@ -20,9 +22,9 @@ from stdnum.es import nie as _es_nie
 from stdnum.eu import vat as _eu_vat
 from stdnum.fr import nir as _fr_nir
 from stdnum.it import codicefiscale as _it_cf
-from stdnum.nl import bsn as _nl_bsn
 
 from veil.detect.rules.base import Rule, not_inside_longer_number
+from veil.detect.rules.checksums import digits_of
 from veil.entities import Entity
 
 FR_NIR = Rule(
@@ -72,6 +74,21 @@ DE_TAX_ID = Rule(
     examples=(),
 )
 
+_BSN_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+
+
+def bsn_is_valid(value: str) -> bool:
+    """stdnum.nl.bsn's check (nine digits, not all zero, the "11-proof") on a BSN as the rule
+    matches it, without stdnum's generic cleaning (~9 µs a call): every nine-digit number of a
+    text is checked (the tests compare the two).
+
+    >>> bsn_is_valid("111222333"), bsn_is_valid("1112.22.333"), bsn_is_valid("111222334")
+    (True, True, False)
+    """
+    digits = digits_of(value)
+    return len(digits) == 9 and digits != "000000000" and sum(map(mul, _BSN_WEIGHTS, map(int, digits))) % 11 == 0
+
+
 NL_BSN = Rule(
     name="nl_bsn",
     entity=Entity.NL_BSN,
@@ -79,7 +96,7 @@ NL_BSN = Rule(
     score=0.3,
     context=("bsn", "burgerservicenummer", "sofinummer", "sofi-nummer", "citizen service number"),
     context_boost=0.55,
-    validate=_nl_bsn.is_valid,
+    validate=bsn_is_valid,
     refine=not_inside_longer_number,
 )
 

@@ -92,7 +92,7 @@ def card_issuer_known(digits: str) -> bool:
 
 def card_digits_valid(digits: str) -> bool:
     """A card number given as its digits alone: card length, Luhn, a known issuer."""
-    return 13 <= len(digits) <= 19 and luhn_digits_valid(digits) and card_issuer_known(digits)
+    return 13 <= len(digits) <= 19 and card_issuer_known(digits) and luhn_digits_valid(digits)
 
 
 def card_is_valid(value: str) -> bool:
