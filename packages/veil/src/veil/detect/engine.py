@@ -19,9 +19,9 @@ import bisect
 import importlib.util
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from itertools import pairwise
 from operator import attrgetter
-from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 from veil.detect.custom import iter_detectors
