@@ -15,6 +15,7 @@ import re
 import pytest
 from stdnum import luhn as stdnum_luhn
 from stdnum.ca import sin as stdnum_sin
+from stdnum.eu import vat as stdnum_vat
 from stdnum.nl import bsn as stdnum_bsn
 
 import veil
@@ -23,11 +24,12 @@ from veil.detect.context import ContextWords
 from veil.detect.rules.canada import CA_SIN, sin_is_valid
 from veil.detect.rules.checksums import alnum_upper, digits_of, luhn_valid
 from veil.detect.rules.contact import _extend_back_over_local_part
-from veil.detect.rules.europe import NL_BSN, bsn_is_valid
+from veil.detect.rules.europe import _VAT_PREFIXES, EU_VAT, NL_BSN, bsn_is_valid, vat_is_valid
 from veil.entities import Span, unchecked_span
 
 CA_SIN_REGEX = re.compile(CA_SIN.pattern)
 NL_BSN_REGEX = re.compile(NL_BSN.pattern)
+EU_VAT_REGEX = re.compile(EU_VAT.pattern)
 
 ENGINE = veil.Engine(detectors=[RuleDetector(BUILTIN_RULES)])
 DETECTOR = RuleDetector(BUILTIN_RULES)
@@ -191,6 +193,35 @@ def test_bsn_check_agrees_with_stdnum_on_every_written_form_the_rule_matches() -
         for written in (number, f"{number[:4]}.{number[4:6]}.{number[6:]}", f"{number[:4]}.{number[4:]}"):
             assert NL_BSN_REGEX.fullmatch(written)
             assert bsn_is_valid(written) is stdnum_bsn.is_valid(written)
+
+
+# Valid VAT numbers of each member state, from python-stdnum's tests (tests/test_eu_vat.doctest).
+_VALID_VAT = (
+    "ATU 142 43 102", "BE 0202.239.951", "BG 103873594", "CY 10246672X", "CZ 25123891", "DE 118619592",
+    "DK 10 50 32 80", "EE 100 931 558", "ES 54362315K", "EL 039868210", "FI 02459042", "FR 04409414364",
+    "HU 10672101", "IE 0005306C", "IT 0 0 6 1 8 2 8 0 4 9 9", "LT 100001354118", "LU 10059929",
+    "LV 4000 3521 600", "MT 1465 8213", "NL 001241 643 B01", "PL 5211355116", "PT 500 019 720",
+    "RO 11358544", "SE 390 806 051 401", "SI 26808498", "SK 1078449064", "XI 432525179",
+)  # fmt: skip
+
+
+def test_vat_check_agrees_with_stdnum_on_matches_of_the_rule() -> None:
+    rng = random.Random(17)
+    values = list(_VALID_VAT)
+    for valid in _VALID_VAT:  # one character changed: mostly invalid, sometimes another country's form
+        for _ in range(20):
+            position = rng.randrange(3, len(valid))
+            values.append(valid[:position] + rng.choice("0123456789AB") + valid[position + 1 :])
+    for _ in range(5000):
+        body = "".join(rng.choice("0123456789" * 3 + "ABX") + rng.choice(("", "", " ", ".")) for _ in range(13))
+        values.append(rng.choice(_VAT_PREFIXES.split("|")) + rng.choice(("", " ")) + body[: rng.randint(8, 26)])
+    checked = valid_count = 0
+    for value in values:
+        for match in EU_VAT_REGEX.finditer(value):
+            checked += 1
+            valid_count += stdnum_vat.is_valid(match.group())
+            assert vat_is_valid(match.group()) is stdnum_vat.is_valid(match.group())
+    assert checked > 3000 and valid_count >= len(_VALID_VAT)
 
 
 # --- spans made without the public constructor's checks -------------------------------------------
