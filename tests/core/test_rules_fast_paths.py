@@ -90,10 +90,35 @@ def test_no_phone_candidate_is_read_strictly_inside_an_identifier(text: str, ent
 
 
 def test_a_phone_read_inside_a_card_from_the_card_start_is_dropped_by_the_engine() -> None:
-    # The chunk "0183 3801 473" is found by refining the phone candidate that spans the whole
-    # card (same bounds: not skipped); the engine drops it as a part of the card.
+    # Refining the phone candidate that spans the whole card would find the chunk "0183 3801 473";
+    # the detector skips it (PHONE's `pieces_only`), as the engine would drop it as a part of the card.
     text = "Veuillez porter le renouvellement à ma carte 3720 0183 3801 473, merci."
     assert _spans(text) == [("CREDIT_CARD", "3720 0183 3801 473")]
+    assert [s.entity for s in DETECTOR.detect(text, "fr")] == ["CREDIT_CARD"]
+
+
+_WITHOUT_PIECES_HINT = RuleDetector([dataclasses.replace(rule, pieces_only=None) for rule in BUILTIN_RULES])
+_PIECES = ("4111 1111 1111 1111", "3720 0183 3801 473", "5393 0162 2487 2614", "0162 2487 2614", "(514) 555-0199",
+           "+33 1 42 68 53 00", "1 93 02 35 486 714 41", "130 692 544", "514-555-0199", "12", "-", ".", "(", ")",
+           "\u00a0", " ", ", ", "card", "tel", "FR76 3000 6000 0112 3456 7890 189", "192.168.10.20", "x")  # fmt: skip
+
+
+_POLICIES = [
+    veil.Policy(ner="off"),
+    veil.Policy(ner="off", entities=frozenset({"PHONE"})),
+    veil.Policy(ner="off", mode="permissive", exclude=frozenset({"CREDIT_CARD"})),
+]
+
+
+@pytest.mark.parametrize("policy", _POLICIES)
+def test_skipping_a_phone_that_coincides_with_an_identifier_never_changes_what_the_engine_reports(
+    policy: veil.Policy,
+) -> None:
+    fast, slow = veil.Engine(policy, detectors=[DETECTOR]), veil.Engine(policy, detectors=[_WITHOUT_PIECES_HINT])
+    rng = random.Random(18)
+    for _ in range(1500):
+        text = "".join(rng.choice(_PIECES) + rng.choice(("", " ")) for _ in range(rng.randint(1, 8)))
+        assert fast.detect(text, "fr") == slow.detect(text, "fr")
 
 
 def test_a_phone_next_to_an_identifier_is_still_found() -> None:

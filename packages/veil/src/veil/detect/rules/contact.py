@@ -274,6 +274,21 @@ def _longest_phone_inside(text: str, start: int, end: int) -> tuple[int, int] | 
     return best
 
 
+_PHONE_CHARACTERS = frozenset("0123456789 \u00a0\u202f().-")
+"""What a phone candidate is made of after its first character (see PHONE's pattern)."""
+
+
+def _phone_pieces_only(text: str, start: int, end: int) -> bool:
+    """Whether `_refine_phone` can only keep a piece strictly inside this candidate (or nothing),
+    and no later candidate can run past its end: it does not open with +, ( or 0 and has neither
+    7, 10 nor 11 digits, so the whole candidate is never tried as a phone (a card's digits), and
+    the character after it cannot continue a phone."""
+    candidate = text[start:end]
+    if candidate[0] in "+0(" or len(digits_of(candidate)) in _NANP_DIGIT_COUNTS:
+        return False
+    return end == len(text) or text[end] not in _PHONE_CHARACTERS
+
+
 def _phone_is_valid(value: str) -> bool:
     return _phone_validity(value) == 2
 
@@ -288,6 +303,7 @@ PHONE = Rule(
     validate=_phone_is_valid,
     invalid_score=0.3,  # possible but not valid: strict mode only
     refine=_refine_phone,
+    pieces_only=_phone_pieces_only,
     examples=("(514) 555-0199", "+1 438 555 0142", "1-819-555-0100", "+33 1 42 68 53 00", "06 12 34 56 78"),
     counterexamples=("192.168.10.20", "Order 48213 is pending", "at 10:30 on 2024-03-01"),
 )

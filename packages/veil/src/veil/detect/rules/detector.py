@@ -422,6 +422,15 @@ class RuleDetector:
                     if is_part and (end < reach_end or (end == reach_end and reach_start < start)):
                         resume[slot] = end  # strictly inside an identifier: never reported
                         continue
+                    if (
+                        is_part
+                        and start == reach_start
+                        and end == reach_end
+                        and compiled.rule.pieces_only is not None
+                        and compiled.rule.pieces_only(text, start, end)
+                    ):
+                        resume[slot] = end  # an identifier itself, of which only pieces could be reported
+                        continue
                     span = _score(compiled, text, start, end)
                     resume[slot] = _resume_after(span, start)
                     if span is not None:
