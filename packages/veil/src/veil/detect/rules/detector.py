@@ -193,7 +193,8 @@ class _Pass:
 
     The rules that report identifier shapes (cards, IBANs …) come first at each position, so
     that a part of them (a phone-like chunk) found later at the same or a later position can be
-    skipped without being validated: the engine would drop it anyway.
+    skipped without being validated: the engine would drop it anyway. So is a part whose match
+    coincides with a shape when its rule's `pieces_only` says that only a piece could be kept.
     """
 
     __slots__ = (
