@@ -131,9 +131,10 @@ class ContextWords:
         regex = self._regex
         if regex is None:
             return False
-        low, high = max(0, start - self.before), min(len(text), end + self.after)
         if self.clause:
-            low, high = _clause_bounds(text, low, start, end, high)
+            low, high = _clause_bounds(text, max(0, start - self.before), start, end, min(len(text), end + self.after))
+        else:
+            low, high = start - self.before, end + self.after  # `re` clips both to the text
         if regex.search(text, low, start):
             return True
         return bool(self.after and regex.search(text, end, high))

@@ -20,6 +20,8 @@ import importlib.util
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from itertools import pairwise
+from operator import attrgetter
 from typing import Protocol, runtime_checkable
 
 from veil.detect.custom import iter_detectors
@@ -28,7 +30,16 @@ from veil.detect.language import guess_language, language_segments
 from veil.detect.ner.lexicon import COMMON_WORDS
 from veil.detect.policy import Policy
 from veil.detect.rules import BUILTIN_RULES, RuleDetector
-from veil.entities import COMPOSITES, IDENTIFIER_SHAPES, LANGUAGES, Language, LanguageOption, Span, specificity_rank
+from veil.entities import (
+    COMPOSITES,
+    IDENTIFIER_SHAPES,
+    LANGUAGES,
+    Language,
+    LanguageOption,
+    Span,
+    specificity_rank,
+    unchecked_span,
+)
 from veil.errors import ConfigError, DetectionError, ModelUnavailable, VeilError
 
 # Below this many characters, `adetect` runs inline: a thread hop costs more than the scan.
@@ -82,15 +93,19 @@ def _rank(span: Span) -> tuple[float, int, int, int]:
     return (-span.score, -(span.end - span.start), specificity_rank(span.entity), span.start)
 
 
+_start = attrgetter("start")
+
+
 _PARTS_OF_SHAPES: frozenset[str] = frozenset().union(*IDENTIFIER_SHAPES.values())
 
 
 def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
     """Remove phone-like chunks strictly inside identifier-shaped candidates, whatever their scores."""
     parts = _PARTS_OF_SHAPES
-    shapes = sorted((s for s in spans if s.entity in IDENTIFIER_SHAPES), key=lambda s: s.start)
+    shapes = [s for s in spans if s.entity in IDENTIFIER_SHAPES]
     if not shapes or not any(s.entity in parts for s in spans):
         return spans
+    shapes.sort(key=_start)
     starts = [shape.start for shape in shapes]
     # reach[i]: among shapes[0..i], the one ending furthest: one look per span, O(k log k) in all.
     reach: list[Span] = []
@@ -116,9 +131,10 @@ def _drop_chunks_of_identifiers(spans: list[Span]) -> list[Span]:
 
 def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
     """Remove spans that lie inside a composite span (an address) of which they are a part."""
-    containers = sorted((span for span in spans if span.entity in COMPOSITES), key=lambda s: s.start)
+    containers = [span for span in spans if span.entity in COMPOSITES]
     if not containers:
         return spans
+    containers.sort(key=_start)
     starts = [c.start for c in containers]
     # reach[i]: the container ending furthest among containers[0..i], so one look per span.
     reach: list[Span] = []
@@ -140,6 +156,7 @@ def _drop_parts_of_composites(spans: list[Span]) -> list[Span]:
 # surname, so they are kept.
 _MIN_REMAINDER_CHARACTERS = 4
 _MIN_REMAINDER_LETTERS = 3
+_SHORTEST_REMAINDER = min(_MIN_REMAINDER_CHARACTERS, _MIN_REMAINDER_LETTERS)
 
 
 def _remainders(span: Span, covered: Sequence[Span], text: str | None) -> list[Span]:
@@ -163,14 +180,14 @@ def _remainders(span: Span, covered: Sequence[Span], text: str | None) -> list[S
             while stop > start and not text[stop - 1].isalnum():
                 stop -= 1
             part = text[start:stop]
-            keep = (
+            keep = len(part) >= _SHORTEST_REMAINDER and (  # most parts are empty: no counting
                 sum(ch.isalnum() for ch in part) >= _MIN_REMAINDER_CHARACTERS
                 or sum(ch.isalpha() for ch in part) >= _MIN_REMAINDER_LETTERS
             )
         else:
             keep = stop > start
-        if keep:
-            pieces.append(replace(span, start=start, end=stop))
+        if keep:  # a non-empty part (see above) of a valid span
+            pieces.append(unchecked_span(start, stop, span.entity, span.score, span.source))
         if winner is not None:
             position = max(position, winner.end)
     return pieces
@@ -186,7 +203,10 @@ def resolve_overlaps(spans: Iterable[Span], *, text: str | None = None) -> list[
     Greedy over the candidates in rank order, with the kept spans in a sorted list, so the
     cost is O(k log k) in the number of candidates (plus the overlaps each one has).
     """
-    spans = _drop_parts_of_composites(list(spans))
+    spans = sorted(spans, key=_start)
+    if all(left.end <= right.start for left, right in pairwise(spans)):
+        return spans  # nothing overlaps (most texts): every span is kept, as the greedy pass would
+    spans = _drop_parts_of_composites(spans)
     kept_starts: list[int] = []
     kept: list[Span] = []
     for span in sorted(spans, key=_rank):
@@ -330,11 +350,13 @@ class Engine:
             else candidates
         )
 
+        allows = policy.allows if policy.allow else None  # no value to cut out of the text
+
         def accepted(span: Span) -> bool:
             return (
                 policy.reports(span.entity)
                 and span.score >= policy.threshold_for(span.entity)
-                and not policy.allows(text[span.start : span.end])
+                and (allows is None or not allows(text[span.start : span.end]))
             )
 
         kept = [span for span in rules if accepted(span)]

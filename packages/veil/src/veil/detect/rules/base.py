@@ -27,6 +27,9 @@ Validator = Callable[[str], bool]
 Refiner = Callable[[str, int, int], "tuple[int, int] | None"]
 """Takes the text and a match's bounds; returns new bounds (to trim or extend) or None to drop it."""
 
+PiecesOnly = Callable[[str, int, int], bool]
+"""Takes the text and a match's bounds; says whether the match can only yield a piece of itself."""
+
 
 @dataclass(frozen=True, slots=True)
 class Promotion:
@@ -53,6 +56,11 @@ class Rule:
     promote: Promotion | None = None
     requires: tuple[str, ...] = ()
     """Substrings one of which must appear in the text for the pattern to be worth running."""
+    pieces_only: PiecesOnly | None = None
+    """For a part of identifier shapes (a phone): True when refining this match can only keep a
+    piece strictly inside it, and no later match of the rule can run past its end. A performance
+    hint: such a match that coincides with an identifier shape (a card's digits read as a phone)
+    is skipped, since the engine drops every phone strictly inside a shape."""
     precheck: str | None = None
     """A regex that must be found in the text for the pattern to be worth running: a cheap scan
     (led by a rare character class) for what `requires` cannot say, e.g. "a lower-case letter

@@ -14,10 +14,8 @@ CA_POSTAL_CODE, CA_QC_DRIVER_LICENCE.
 
 from __future__ import annotations
 
-from stdnum.ca import sin as _sin
-
 from veil.detect.rules.base import LOWER_LETTER_THEN_DIGIT, Rule, not_inside_longer_number
-from veil.detect.rules.checksums import day_month_plausible, digits_of, luhn_valid, mod11_weighted
+from veil.detect.rules.checksums import day_month_plausible, digits_of, luhn_digits_valid, luhn_valid, mod11_weighted
 from veil.entities import Entity
 
 # --- SIN -------------------------------------------------------------------------------------
@@ -34,6 +32,19 @@ _SIN_CONTEXT = (
     "assurance-sociale",
 )
 
+
+def sin_is_valid(value: str) -> bool:
+    """stdnum.ca.sin's check (nine digits, Luhn, not starting with 0 or 8) on a SIN as the rule
+    matches it, with the fast Luhn: stdnum's costs ~10 µs a call through its generic cleaning,
+    and every nine-digit number of a text is checked (the tests compare the two).
+
+    >>> sin_is_valid("130 692 544"), sin_is_valid("830 692 544"), sin_is_valid("130-692-545")
+    (True, False, False)
+    """
+    digits = digits_of(value)
+    return len(digits) == 9 and digits[0] not in "08" and luhn_digits_valid(digits)
+
+
 CA_SIN = Rule(
     name="ca_sin",
     entity=Entity.CA_SIN,
@@ -41,7 +52,7 @@ CA_SIN = Rule(
     score=0.45,
     context=_SIN_CONTEXT,
     context_boost=0.45,
-    validate=_sin.is_valid,
+    validate=sin_is_valid,
     invalid_score=0.25,
     refine=not_inside_longer_number,
     examples=("130 692 544", "130-692-544", "130692544"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")  # the digit sum of twice each digit
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")  # the digit sum of twice each digit
 
 
 _NOT_DIGITS = re.compile(r"[^0-9]+")
@@ -22,6 +22,13 @@ def digits_of(value: str) -> str:
     """The ASCII digits of a value, in order: `"046 454-286"` → `"046454286"`."""
     if value.isdigit() and value.isascii():
         return value  # already compact: no regex call
+    # The usual separators first (cards, SINs, then phones), at a fraction of the regex's cost.
+    compact = value.replace(" ", "").replace("-", "")
+    if compact.isdigit() and compact.isascii():
+        return compact
+    compact = compact.replace("(", "").replace(")", "").replace("+", "").replace(".", "")
+    if compact.isdigit() and compact.isascii():
+        return compact
     return _NOT_DIGITS.sub("", value)
 
 
@@ -30,6 +37,9 @@ _NOT_ALNUM = re.compile(r"[\W_]+")  # \w is str.isalnum() and the underscore
 
 def alnum_upper(value: str) -> str:
     """The letters and digits of a value, upper-cased: `"fr76 3000"` → `"FR763000"`."""
+    compact = value.replace(" ", "")
+    if compact.isalnum():
+        return compact.upper()  # grouped with blanks (IBANs): no regex call
     return _NOT_ALNUM.sub("", value).upper()
 
 
@@ -54,9 +64,8 @@ def luhn_digits_valid(digits: str) -> bool:
     >>> luhn_digits_valid("4111111111111111"), luhn_digits_valid("4111111111111112")
     (True, False)
     """
-    odd = digits[-1::-2].encode()
-    doubled = digits[-2::-2].translate(_LUHN_DOUBLED).encode()
-    return (sum(odd) + sum(doubled) - 48 * len(digits)) % 10 == 0
+    codes = digits.encode()
+    return (sum(codes[-1::-2]) + sum(codes[-2::-2].translate(_LUHN_DOUBLED)) - 48 * len(codes)) % 10 == 0
 
 
 def iban_checksum_valid(compact: str, length: int) -> bool:

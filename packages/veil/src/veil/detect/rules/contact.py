@@ -24,15 +24,17 @@ _SEPARATORS = " \u00a0\u202f.-"
 
 # --- EMAIL -----------------------------------------------------------------------------------
 
-_EMAIL_LOCAL_PART = re.compile(r"[\w.%+\-]{1,64}\Z")
+_BEFORE_LOCAL_PART = re.compile(r"(?s:.*)[^\w.%+\-]")
+"""Up to the last character that cannot be part of an e-mail's local part: one backward step a
+character of the local part, where a search for the local part tries every start in the window."""
 
 
 def _extend_back_over_local_part(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The pattern starts at the `@` (a rare character, so the scan is fast); add the local part."""
-    local = _EMAIL_LOCAL_PART.search(text, max(0, start - 64), start)
-    if local is None:
-        return None
-    local_start = local.start()
+    """The pattern starts at the `@` (a rare character, so the scan is fast); add the local part
+    (at most 64 characters)."""
+    low = max(0, start - 64)
+    before = _BEFORE_LOCAL_PART.match(text, low, start)
+    local_start = before.end() if before is not None else low
     while local_start < start and text[local_start] in ".-+%":
         local_start += 1  # a local part starts with a letter, digit or underscore
     if local_start == start:
@@ -214,7 +216,9 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
     # Most candidates are a phone as written, or plainly not one: decide those without the search.
     groups = _PHONE_GROUP_PARTS.findall(candidate)
     counts = [len(digits) for _, digits in groups]
-    if sum(counts) < 7:
+    # A valid phone has 7, 10 or 11 digits or opens with +, ( or 0, so the whole candidate can
+    # only be one when the search below would try it: "130 692 544" is neither, and stops here.
+    if sum(counts) < 7 or not _may_hold_a_phone(groups, counts):
         return None
     if (
         candidate.count("(") == candidate.count(")")
@@ -222,8 +226,6 @@ def _refine_phone(text: str, start: int, end: int) -> tuple[int, int] | None:
         and _phone_validity(candidate) == 2
     ):
         return start, end
-    if not _may_hold_a_phone(groups, counts):
-        return None
     return _longest_phone_inside(text, start, end)
 
 
@@ -272,6 +274,21 @@ def _longest_phone_inside(text: str, start: int, end: int) -> tuple[int, int] | 
     return best
 
 
+_PHONE_CHARACTERS = frozenset("0123456789 \u00a0\u202f().-")
+"""What a phone candidate is made of after its first character (see PHONE's pattern)."""
+
+
+def _phone_pieces_only(text: str, start: int, end: int) -> bool:
+    """Whether `_refine_phone` can only keep a piece strictly inside this candidate (or nothing),
+    and no later candidate can run past its end: it does not open with +, ( or 0 and has neither
+    7, 10 nor 11 digits, so the whole candidate is never tried as a phone (a card's digits), and
+    the character after it cannot continue a phone."""
+    candidate = text[start:end]
+    if candidate[0] in "+0(" or len(digits_of(candidate)) in _NANP_DIGIT_COUNTS:
+        return False
+    return end == len(text) or text[end] not in _PHONE_CHARACTERS
+
+
 def _phone_is_valid(value: str) -> bool:
     return _phone_validity(value) == 2
 
@@ -286,6 +303,7 @@ PHONE = Rule(
     validate=_phone_is_valid,
     invalid_score=0.3,  # possible but not valid: strict mode only
     refine=_refine_phone,
+    pieces_only=_phone_pieces_only,
     examples=("(514) 555-0199", "+1 438 555 0142", "1-819-555-0100", "+33 1 42 68 53 00", "06 12 34 56 78"),
     counterexamples=("192.168.10.20", "Order 48213 is pending", "at 10:30 on 2024-03-01"),
 )

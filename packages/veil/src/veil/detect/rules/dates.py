@@ -98,13 +98,16 @@ def _year(text: str) -> int | None:
     return year if _YEAR_MIN <= year <= _YEAR_MAX else None
 
 
+_DATE_SEPARATOR = re.compile(r"[./\-]")
+
+
 def numeric_date_is_valid(value: str) -> bool:
     """A numeric date that exists as Y-M-D, D/M/Y or M/D/Y.
 
     >>> [numeric_date_is_valid(v) for v in ("1995-07-03", "03/07/1995", "13/13/2020")]
     [True, True, False]
     """
-    parts = re.split(r"[./\-]", value)
+    parts = _DATE_SEPARATOR.split(value)
     if len(parts) != 3:
         return False
     if len(parts[0]) == 4:

@@ -22,7 +22,7 @@ from veil.detect import regex_ast
 from veil.detect.context import ContextWords
 from veil.detect.rules.base import Rule
 from veil.detect.shapes import WIDTH, ShapeIndex, cells_of, shadow_or_none
-from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span
+from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span, unchecked_span
 
 
 class _CompiledRule:
@@ -37,6 +37,8 @@ class _CompiledRule:
         "promote_entity",
         "promote_words",
         "regex",
+        "requires",
+        "requires_mark",
         "rule",
         "source",
     )
@@ -44,6 +46,12 @@ class _CompiledRule:
     def __init__(self, rule: Rule, source: str) -> None:
         self.rule = rule
         self.source = source
+        self.requires = rule.requires
+        shared = set.intersection(*map(set, rule.requires)) if len(rule.requires) > 1 else set()
+        marks = sorted(ch for ch in shared if not ch.isalnum())
+        self.requires_mark = marks[0] if marks else None
+        """A character that every substring of `requires` holds and few texts do, looked for first:
+        one scan of the text instead of one a substring (GitHub's six token prefixes hold "_")."""
         self.regex = re.compile(rule.pattern, rule.flags)
         gated = _gated(rule)
         self.alone = re.compile(gated, rule.flags).match if len(gated) > _LONG_PATTERN else None
@@ -51,6 +59,10 @@ class _CompiledRule:
         self.precheck = _Precheck(rule.precheck) if rule.precheck else None
         if self.regex.groupindex or _has_backreference(rule.pattern):
             raise ValueError(f"rule {rule.name}: use (?:...) groups and no backreferences (patterns are combined)")
+        scores = (rule.score, rule.invalid_score, rule.context_boost, rule.promote.score if rule.promote else None)
+        if any(not score >= 0.0 for score in scores if score is not None):
+            # So that every span's score, capped at 1, lies in [0, 1] without a check per span.
+            raise ValueError(f"rule {rule.name}: scores and boosts are numbers of at least 0")
         # Plain str, not the Entity enum: spans print and serialise as the bare name.
         self.entity = str(rule.entity)
         self.promote_entity = str(rule.promote.entity) if rule.promote else ""
@@ -181,7 +193,8 @@ class _Pass:
 
     The rules that report identifier shapes (cards, IBANs …) come first at each position, so
     that a part of them (a phone-like chunk) found later at the same or a later position can be
-    skipped without being validated: the engine would drop it anyway.
+    skipped without being validated: the engine would drop it anyway. So is a part whose match
+    coincides with a shape when its rule's `pieces_only` says that only a piece could be kept.
     """
 
     __slots__ = (
@@ -309,6 +322,15 @@ class RuleDetector:
                 shared.setdefault(key, []).append(item)
         passes.extend(_Pass(group, key, by_shape=by_shape) for key, group in shared.items() if group)
         self._passes = tuple(passes)
+        # The rules that run alone come first (an IBAN in lower case is a shape the shared passes
+        # must know of), each language's own, so that a text pays only for the rules it may need.
+        self._alone: dict[str, tuple[_CompiledRule, ...]] = {
+            language: tuple(
+                scan.single for scan in passes if scan.single is not None and language in scan.single.rule.languages
+            )
+            for language in LANGUAGES
+        }
+        self._shared = tuple(scan for scan in passes if scan.single is None)
 
     @property
     def entities(self) -> frozenset[str]:
@@ -322,38 +344,37 @@ class RuleDetector:
         shapes: list[tuple[int, int]] = []
         prechecked: dict[str, bool] = {}
         cells: bytes | None = None  # the text's character cells, when a precheck or a shape needs them
-        for scan in self._passes:
-            single = scan.single
-            if single is not None:
-                rule = single.rule
-                if language not in rule.languages:
+        for single in self._alone[language]:
+            requires = single.requires
+            if requires:
+                mark = single.requires_mark
+                if mark is not None and mark not in text:
                     continue
-                if rule.requires:
-                    for needle in rule.requires:
-                        if needle in text:
-                            break
-                    else:
-                        continue
-                precheck = single.precheck
-                if precheck is not None:
-                    found = prechecked.get(precheck.pattern)
-                    if found is None:
-                        if cells is None:
-                            cells = cells_of(text)
-                        found = prechecked[precheck.pattern] = precheck.found(text, cells)
-                    if not found:
-                        continue
-                search = single.regex.search
-                position = 0
-                while (match := search(text, position)) is not None:
-                    start, end = match.span()
-                    span = _score(single, text, start, end)
-                    if span is not None:
-                        spans.append(span)
-                        if span.entity in IDENTIFIER_SHAPES:
-                            shapes.append((span.start, span.end))
-                    position = _resume_after(span, start)
-                continue
+                for needle in requires:
+                    if needle in text:
+                        break
+                else:
+                    continue
+            precheck = single.precheck
+            if precheck is not None:
+                found = prechecked.get(precheck.pattern)
+                if found is None:
+                    if cells is None:
+                        cells = cells_of(text)
+                    found = prechecked[precheck.pattern] = precheck.found(text, cells)
+                if not found:
+                    continue
+            search = single.regex.search
+            position = 0
+            while (match := search(text, position)) is not None:
+                start, end = match.span()
+                span = _score(single, text, start, end)
+                if span is not None:
+                    spans.append(span)
+                    if span.entity in IDENTIFIER_SHAPES:
+                        shapes.append((span.start, span.end))
+                position = _resume_after(span, start)
+        for scan in self._shared:
             full, scanner = scan.full, scan.scanner
             if full is None or scanner is None:  # pragma: no cover - a pass is a single rule or a gate
                 continue
@@ -401,6 +422,15 @@ class RuleDetector:
                         continue
                     if is_part and (end < reach_end or (end == reach_end and reach_start < start)):
                         resume[slot] = end  # strictly inside an identifier: never reported
+                        continue
+                    if (
+                        is_part
+                        and start == reach_start
+                        and end == reach_end
+                        and compiled.rule.pieces_only is not None
+                        and compiled.rule.pieces_only(text, start, end)
+                    ):
+                        resume[slot] = end  # an identifier itself, of which only pieces could be reported
                         continue
                     span = _score(compiled, text, start, end)
                     resume[slot] = _resume_after(span, start)
@@ -454,4 +484,7 @@ def _score(compiled: _CompiledRule, text: str, start: int, end: int) -> Span | N
     if valid and promote_words is not None and rule.promote and promote_words.near(text, start, end):
         entity = compiled.promote_entity
         score = max(score, rule.promote.score)
-    return Span(start, end, entity, min(score, 1.0), compiled.source)
+    if not 0 <= start < end:  # an empty match or a refiner's bad bounds: Span's own check refuses them
+        return Span(start, end, entity, min(score, 1.0), compiled.source)
+    # The rule's scores are checked when it is compiled: a capped score lies in [0, 1].
+    return unchecked_span(start, end, entity, min(score, 1.0), compiled.source)

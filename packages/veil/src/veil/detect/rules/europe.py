@@ -13,16 +13,20 @@ IT_FISCAL_CODE, EU_VAT. Validation is python-stdnum's.
 
 from __future__ import annotations
 
+from functools import cache
+from operator import mul
+from typing import Any
+
 from stdnum.be import nn as _be_nn
 from stdnum.de import idnr as _de_idnr
 from stdnum.es import dni as _es_dni
 from stdnum.es import nie as _es_nie
-from stdnum.eu import vat as _eu_vat
 from stdnum.fr import nir as _fr_nir
 from stdnum.it import codicefiscale as _it_cf
-from stdnum.nl import bsn as _nl_bsn
+from stdnum.util import get_cc_module
 
 from veil.detect.rules.base import Rule, not_inside_longer_number
+from veil.detect.rules.checksums import digits_of
 from veil.entities import Entity
 
 FR_NIR = Rule(
@@ -72,6 +76,21 @@ DE_TAX_ID = Rule(
     examples=(),
 )
 
+_BSN_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+
+
+def bsn_is_valid(value: str) -> bool:
+    """stdnum.nl.bsn's check (nine digits, not all zero, the "11-proof") on a BSN as the rule
+    matches it, without stdnum's generic cleaning (~9 µs a call): every nine-digit number of a
+    text is checked (the tests compare the two).
+
+    >>> bsn_is_valid("111222333"), bsn_is_valid("1112.22.333"), bsn_is_valid("111222334")
+    (True, True, False)
+    """
+    digits = digits_of(value)
+    return len(digits) == 9 and digits != "000000000" and sum(map(mul, _BSN_WEIGHTS, map(int, digits))) % 11 == 0
+
+
 NL_BSN = Rule(
     name="nl_bsn",
     entity=Entity.NL_BSN,
@@ -79,7 +98,7 @@ NL_BSN = Rule(
     score=0.3,
     context=("bsn", "burgerservicenummer", "sofinummer", "sofi-nummer", "citizen service number"),
     context_boost=0.55,
-    validate=_nl_bsn.is_valid,
+    validate=bsn_is_valid,
     refine=not_inside_longer_number,
 )
 
@@ -156,6 +175,26 @@ IT_FISCAL_CODE = Rule(
 
 _VAT_PREFIXES = "AT|BE|BG|CY|CZ|DE|DK|EE|EL|ES|FI|FR|HR|HU|IE|IT|LT|LU|LV|MT|NL|PL|PT|RO|SE|SI|SK|XI"
 
+
+@cache
+def _vat_module(prefix: str) -> Any:
+    """The stdnum module for one member state's VAT numbers, as stdnum.eu.vat picks it (Greece's
+    prefix is EL, Northern Ireland's XI uses the United Kingdom's rules), loaded on first use."""
+    return get_cc_module({"EL": "gr", "XI": "gb"}.get(prefix, prefix.lower()), "vat")
+
+
+def vat_is_valid(value: str) -> bool:
+    """stdnum.eu.vat's check on a match of the rule, handed straight to the member state's module:
+    stdnum.eu.vat first cleans the number in Python, character by character, which changes
+    nothing in a match (capitals, digits, blanks and dots) and costs ~2 µs; the module cleans it
+    again anyway (the tests compare the two).
+
+    >>> vat_is_valid("FR 61 954 506 077"), vat_is_valid("DE136695976"), vat_is_valid("DE136695977")
+    (True, True, False)
+    """
+    return bool(_vat_module(value[:2]).is_valid(value))
+
+
 EU_VAT = Rule(
     name="eu_vat",
     entity=Entity.EU_VAT,
@@ -163,7 +202,7 @@ EU_VAT = Rule(
     score=0.55,
     context=("vat", "tva", "ust-idnr", "umsatzsteuer", "btw", "iva", "intracommunautaire", "tax number"),
     context_boost=0.35,
-    validate=_eu_vat.is_valid,
+    validate=vat_is_valid,
     examples=("FR 61 954 506 077", "DE136695976"),
 )
 

@@ -92,7 +92,7 @@ def card_issuer_known(digits: str) -> bool:
 
 def card_digits_valid(digits: str) -> bool:
     """A card number given as its digits alone: card length, Luhn, a known issuer."""
-    return 13 <= len(digits) <= 19 and luhn_digits_valid(digits) and card_issuer_known(digits)
+    return 13 <= len(digits) <= 19 and card_issuer_known(digits) and luhn_digits_valid(digits)
 
 
 def card_is_valid(value: str) -> bool:
@@ -122,6 +122,13 @@ def _refine_card(text: str, start: int, end: int) -> tuple[int, int] | None:
     value = text[start:end]
     if value.isdigit():  # compact: one group, the only prefix to try is the whole match
         return (start, end) if 13 <= len(value) <= 19 else None
+    if (" " in value) is not ("-" in value):
+        # One kind of separator: first the whole match, as the search below would (most cards).
+        groups = value.split(" " if " " in value else "-")
+        digits = "".join(groups)
+        lengths = [len(group) for group in groups]
+        if 13 <= len(digits) <= 19 and card_grouping_plausible(lengths) and card_digits_valid(digits):
+            return start, end
     groups = _DIGIT_GROUP.findall(value)
     separators = _SEPARATOR.findall(value)  # one between each two groups (the pattern's shape)
     digits = "".join(groups)
@@ -168,7 +175,7 @@ CREDIT_CARD = Rule(
 
 def _other_card_is_valid(value: str) -> bool:
     digits = digits_of(value)
-    return len(digits) in (16, 19) and luhn_digits_valid(digits) and not card_issuer_known(digits)
+    return len(digits) in (16, 19) and not card_issuer_known(digits) and luhn_digits_valid(digits)
 
 
 DEBIT_CARD = Rule(
