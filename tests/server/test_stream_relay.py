@@ -1,17 +1,19 @@
 """The stream relay (veil_server.stream.relay) on its own: an upstream stream of chat chunks in, the
-client's SSE bytes out; here, which chunks go out in one write, and when the relay gives up the
-CPU to let the client read its first chunk."""
+client's SSE bytes out; here, which chunks go out in one write, when the relay gives up the CPU to
+let the client read its first chunk, and the response that carries the stream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 from veil_server.conversation import Turn
 from veil_server.metrics import Metrics
-from veil_server.stream import relay
+from veil_server.stream import EventStreamResponse, relay
 
 from veil.detect.engine import Engine
 from veil.detect.policy import Policy
@@ -134,3 +136,35 @@ async def test_an_upstream_error_in_a_burst_follows_the_chunks_before_it_in_the_
     reads = [[ROLE, chunk({"content": "Bonj"}), chunk({"content": "our"}), error]]
     seen = await client_writes(reads)  # the error event has no choices: shown as such
     assert seen == [["", "Bonj"], "hand over", ["our", "(error)"]]
+
+
+async def _body(trace: list[str]) -> AsyncIterator[bytes]:
+    trace.append("relayed by the caller's task" if trace[0] == id(asyncio.current_task()) else "another task")
+    try:
+        yield b"data: first\n\n"
+        await asyncio.sleep(3600)  # an upstream that goes quiet
+        yield b"data: never\n\n"
+    finally:
+        trace.append("body closed")
+
+
+@pytest.mark.anyio
+async def test_the_event_stream_is_relayed_by_the_requests_own_task_and_stops_when_the_client_leaves() -> None:
+    trace: list[Any] = [id(asyncio.current_task())]
+    sent: list[bytes] = []
+    left = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message.get("body", b""))
+            left.set()  # the client leaves once it has the first chunk
+
+    response = EventStreamResponse(_body(trace), media_type="text/event-stream")
+    with anyio.fail_after(10):  # a guard against a hang, not a timing: the body would sleep for an hour
+        await response({"type": "http", "asgi": {"spec_version": "2.3"}}, receive, send)
+    assert trace[1:] == ["relayed by the caller's task", "body closed"]
+    assert sent == [b"data: first\n\n"]

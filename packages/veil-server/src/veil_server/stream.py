@@ -35,6 +35,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from veil.errors import VeilError
 from veil.restore import StreamingRestorer
@@ -48,6 +50,32 @@ if TYPE_CHECKING:
 
 Kind = Literal["chat", "completion"]
 _TEXT_KEYS = ("content", "refusal", "reasoning_content")
+
+
+class EventStreamResponse(StreamingResponse):
+    """A StreamingResponse whose body is relayed by the request's own task, the client's
+    disconnection being watched by a second one (Starlette does the reverse): the first chunk
+    then goes out without waiting for a turn of the event loop, in which the rest of an upstream
+    burst would be read first. Leaving still cancels the relay (and so the upstream request)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._relay(receive, send)
+        except BaseExceptionGroup as group:  # one failure: raise it as itself, as Starlette does
+            if len(group.exceptions) != 1:
+                raise
+            raise group.exceptions[0] from None
+
+    async def _relay(self, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await self.stream_response(send)
+            group.cancel_scope.cancel()
 
 
 def sse(payload: dict[str, Any]) -> bytes:
