@@ -65,6 +65,8 @@ class EventStreamResponse(StreamingResponse):
             if len(group.exceptions) != 1:
                 raise
             raise group.exceptions[0] from None
+        if self.background is not None:
+            await self.background()
 
     async def _relay(self, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
