@@ -1,9 +1,14 @@
-"""The upstream wires' helpers: SSE line splitting (both wires) and the proxy of a remote upstream."""
+"""The upstream wires' helpers: SSE line splitting (both wires), events and the reads they came in,
+and the proxy of a remote upstream."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
-from veil_server.upstream import SseLines, _proxy_for
+from veil_server.settings import ProviderSettings
+from veil_server.upstream import Provider, SseLines, UpstreamStream, _HttpxAnswer, _proxy_for
 
 
 def split(chunks: list[bytes]) -> list[str]:
@@ -43,3 +48,27 @@ def test_the_proxy_comes_from_the_environment_once_and_no_proxy_exempts_a_host(
     assert _proxy_for("https://api.openai.com/v1") == "http://proxy.internal:3128"
     assert _proxy_for("http://api.openai.com/v1") is None  # no HTTP_PROXY
     assert _proxy_for("https://models.internal/v1") is None
+
+
+class _Pieces(httpx.AsyncByteStream):
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+
+@pytest.mark.anyio
+async def test_an_event_knows_whether_the_next_one_arrived_in_the_same_read() -> None:
+    pieces = [
+        b'data: {"n":1}\n\ndata: {"n":2}\n\ndata: {"n',
+        b'":3}\n\n',
+        b': keep-alive\n\ndata: {"n":4}\n\ndata: [DONE]\n\n',
+    ]
+    response = httpx.Response(200, stream=_Pieces(pieces), headers={"content-type": "text/event-stream"})
+    upstream = UpstreamStream(Provider("wire", ProviderSettings(kind="echo")), _HttpxAnswer(response))
+    seen = [(event["n"], upstream.more) async for event in upstream.events()]
+    # 2 came with 1; 3 was cut by the read, so 2 must not wait for it; [DONE] came with 4 (the end follows at once).
+    assert seen == [(1, True), (2, False), (3, False), (4, True)]
+    assert upstream.done

@@ -96,7 +96,8 @@ class _Answer:
     async def read(self) -> bytes:
         raise NotImplementedError
 
-    def lines(self) -> AsyncIterator[str]:
+    def blocks(self) -> AsyncIterator[list[str]]:
+        """The body's lines, a list per read: the lines that arrived together stay together."""
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -115,16 +116,14 @@ class _HttpxAnswer(_Answer):
         except httpx.HTTPError as exc:
             raise _unreachable_httpx(exc) from None
 
-    async def lines(self) -> AsyncIterator[str]:
+    async def blocks(self) -> AsyncIterator[list[str]]:
         splitter = SseLines()
         try:
             async for data in self.response.aiter_bytes():
-                for line in splitter.feed(data):
-                    yield line
+                yield splitter.feed(data)
         except httpx.HTTPError as exc:
             raise _unreachable_httpx(exc) from None
-        for line in splitter.close():
-            yield line
+        yield splitter.close()
 
     async def aclose(self) -> None:
         await self.response.aclose()
@@ -171,16 +170,14 @@ class _AiohttpAnswer(_Answer):
             raise _unreachable_aiohttp(exc) from None
         return data
 
-    async def lines(self) -> AsyncIterator[str]:
+    async def blocks(self) -> AsyncIterator[list[str]]:
         splitter = SseLines()
         try:
             async for data in self.response.content.iter_any():
-                for line in splitter.feed(data):
-                    yield line
+                yield splitter.feed(data)
         except (TimeoutError, _aiohttp().ClientError) as exc:
             raise _unreachable_aiohttp(exc) from None
-        for line in splitter.close():
-            yield line
+        yield splitter.close()
 
     async def aclose(self) -> None:
         # Read to the end: the connection goes back to the pool; else it is closed (the upstream
@@ -417,23 +414,32 @@ class UpstreamStream:
         self.provider = provider
         self.answer = answer
         self.done = False
+        self.more = False
+        """While an event is being handled: whether the next one has already arrived with it (the
+        relay sends the chunks of one upstream read together, and waits for no more than that)."""
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Each `data:` event as a dict; stops at `[DONE]` (then `self.done`) or at the end of the stream.
         Transport errors raise ApiError; a non-JSON event raises ApiError(502)."""
         data: list[str] = []
         try:
-            async for line in self.answer.lines():
-                if line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                    continue
-                if line or not data:
-                    continue  # event:, id:, retry:, comments; or a blank line with nothing pending
-                payload, data = "\n".join(data), []
-                if payload.strip() == "[DONE]":
-                    self.done = True
-                    return
-                yield self._parse(payload)
+            async for lines in self.answer.blocks():
+                payloads = []
+                for line in lines:
+                    if line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                        continue
+                    if line or not data:
+                        continue  # event:, id:, retry:, comments; or a blank line with nothing pending
+                    payloads.append("\n".join(data))
+                    data = []
+                for index, payload in enumerate(payloads):
+                    if payload.strip() == "[DONE]":
+                        self.done, self.more = True, False
+                        return
+                    self.more = index + 1 < len(payloads)
+                    yield self._parse(payload)
+            self.more = False
             if data:
                 payload = "\n".join(data)
                 if payload.strip() == "[DONE]":

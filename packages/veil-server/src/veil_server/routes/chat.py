@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from veil_server.auth import Principal
 from veil_server.conversation import Turn, decide, not_anonymized_block, strip_veil_fields
@@ -22,7 +22,7 @@ from veil_server.schemas import (
     ChatCompletionResponse,
     stream_content,
 )
-from veil_server.stream import relay
+from veil_server.stream import EventStreamResponse, relay
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -105,7 +105,7 @@ async def create_chat_completion(
         gateway.metrics.upstream_latency.labels(provider.name).observe(time.perf_counter() - upstream_started)
         stream = relay(upstream, turn, kind="chat", metrics=gateway.metrics, endpoint="/v1/chat/completions",
                        ticket=ticket)  # fmt: skip
-        return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
+        return EventStreamResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
     try:
         answer = await provider.post("/chat/completions", outbound)
     except ApiError as exc:

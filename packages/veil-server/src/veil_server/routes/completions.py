@@ -6,7 +6,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from veil_server.auth import Principal
 from veil_server.conversation import not_anonymized_block, strip_veil_fields
@@ -20,7 +20,7 @@ from veil_server.schemas import (
     CompletionResponse,
     stream_content,
 )
-from veil_server.stream import relay
+from veil_server.stream import EventStreamResponse, relay
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -69,7 +69,7 @@ async def create_completion(
             upstream = await provider.open_stream("/completions", outbound)
             stream = relay(upstream, turn, kind="completion", metrics=gateway.metrics, endpoint="/v1/completions",
                            ticket=ticket)  # fmt: skip
-            return StreamingResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
+            return EventStreamResponse(stream, media_type="text/event-stream", headers=STREAM_HEADERS)
         answer = await provider.post("/completions", outbound)
     except ApiError as exc:
         gateway.metrics.upstream_errors.labels(provider.name, str(exc.status)).inc()
