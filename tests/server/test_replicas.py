@@ -103,7 +103,9 @@ def test_a_limit_is_shared_exactly_and_usage_counted_once(replicas: tuple[str, s
     results = asyncio.run(run())
     statuses = [status for _, status in results]
     assert statuses.count(200) == 50 and statuses.count(429) == 150, sorted(set(statuses))
-    assert {replica for replica, status in results if status == 200} == {0, 1}  # both admitted, from one count
+    # Each replica received 100 requests, twice the limit: with a count of its own each would admit
+    # 50, 100 in all. Which replica wins the slots depends on scheduling (one took all 50 on a
+    # loaded machine), so the total is what proves the count is shared.
     # Each replica stores its rows in batches; reading usage flushes the replica's own queue.
     # After both have been read once, both report the one shared table: 50 requests, not 100, not 25.
     for replica in (*replicas, *replicas):
