@@ -258,3 +258,50 @@ def test_the_north_american_shortcut_agrees_with_libphonenumber() -> None:
         number = phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
         expected = any(phonenumbers.is_valid_number_for_region(number, region) for region in ("CA", "US"))
         assert _nanp_assigned(national) == expected, national
+
+
+# --- nothing kept ------------------------------------------------------------------------------
+
+
+def _containers_holding(digits: str) -> list[str]:
+    """Type names of the live containers (dicts, lists, tuples, sets) that hold a string with
+    these digits in it, as an item, a key or a value. Containers the collector does not track
+    (a dict of strings and numbers only, such as a C cache's table) are reached through the
+    tracked objects that refer to them."""
+    import gc
+
+    def holds(item: object) -> bool:
+        return isinstance(item, str) and digits in "".join(c for c in item if c.isdigit())
+
+    gc.collect()
+    tracked = gc.get_objects()
+    seen: set[int] = set()
+    holders = []
+    for container in [*tracked, *(r for o in tracked for r in gc.get_referents(o) if not gc.is_tracked(r))]:
+        if id(container) in seen:
+            continue
+        seen.add(id(container))
+        if isinstance(container, dict):
+            items = [*container.keys(), *container.values()]
+        elif isinstance(container, list | tuple | set | frozenset):
+            items = list(container)
+        else:
+            continue
+        if any(holds(item) for item in items):
+            holders.append(type(container).__name__)
+    return holders
+
+
+def test_no_phone_number_stays_in_memory_after_detection() -> None:
+    # A process-wide cache once kept the last 4,096 phone candidates, of every caller, for the
+    # life of the process. The number is built at run time so that no constant of this module
+    # holds it; one North American and one European number (libphonenumber's path).
+    engine = veil.Engine(veil.Policy(ner="off"))
+    numbers = ["".join(("514 55", "5 0", "187")), "".join(("+33 6 4", "7 21 09 ", "38"))]
+    for number in numbers:
+        spans = engine.detect(f"Call me at {number} tonight.", "en")
+        assert [s.entity for s in spans] == ["PHONE"]
+        del spans
+    del numbers, number  # this test's own references
+    assert _containers_holding("5145550187") == []
+    assert _containers_holding("647210938") == []
