@@ -186,7 +186,7 @@ ANCHORED: dict[str, str] = {
     "veil.detect.fusion._WORD_BEFORE": "searched in the 40 characters before a candidate name",
     "veil.detect.policy._ENTITY_NAME": "fullmatched against a configured entity name",
     "veil.detect.rules.address.PROVINCE_OR_POSTAL": "matched right after a candidate address",
-    "veil.detect.rules.contact._EMAIL_LOCAL_PART": "searched in the 64 characters before an @",
+    "veil.detect.rules.contact._BEFORE_LOCAL_PART": "matched in the 64 characters before an @",
     "veil.detect.rules.contact._IPV4_SHAPE": "fullmatched against one phone candidate",
     "veil.detect.rules.contact._PREFIX_ALTERNATIVES": "fullmatched against a dialling prefix",
     "veil.detect.rules.contact._URL_SCHEME": "searched in the 5 characters before ://",
