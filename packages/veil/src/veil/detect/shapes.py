@@ -22,7 +22,7 @@ with and without it on corpus and random texts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -238,16 +238,28 @@ class _Rewriter:
         cells = _item_cells(op, av, ignore_case)
         return "(?:[" + "".join(sorted(chr(cell) for cell in cells)) + "])*" if cells else ""
 
-    def _full_one(self, op: Any, av: Any, ignore_case: bool, offset: int) -> str:
+    @staticmethod
+    def _grouping(
+        op: Any, av: Any, ignore_case: bool, offset: int, inner: Callable[[Any, bool, int], str]
+    ) -> str | None:
+        """The shadow of a zero-width item, a group or an alternation, with `inner` (`full` or
+        `prefix`) applied to what it holds; None for the items whose two forms differ."""
         c = regex_ast.constants
         if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
             return ""  # zero-width: dropping it only lets more through
         if op is c.SUBPATTERN:
-            return "(?:" + self.full(av[3], _scoped(ignore_case, av), offset) + ")"
+            return "(?:" + inner(av[3], _scoped(ignore_case, av), offset) + ")"
         if op is c.ATOMIC_GROUP:
-            return "(?:" + self.full(av, ignore_case, offset) + ")"
+            return "(?:" + inner(av, ignore_case, offset) + ")"
         if op is c.BRANCH:
-            return _alternation(self.full(branch, ignore_case, offset) for branch in av[1])
+            return _alternation(inner(branch, ignore_case, offset) for branch in av[1])
+        return None
+
+    def _full_one(self, op: Any, av: Any, ignore_case: bool, offset: int) -> str:
+        c = regex_ast.constants
+        grouped = self._grouping(op, av, ignore_case, offset, self.full)
+        if grouped is not None:
+            return grouped
         if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
             low, high, sub = av
             return _repeat(self.full(sub, ignore_case, offset), low, high)
@@ -269,14 +281,9 @@ class _Rewriter:
 
     def _prefix_one(self, op: Any, av: Any, ignore_case: bool, offset: int) -> str:
         c = regex_ast.constants
-        if op in (c.ASSERT, c.ASSERT_NOT, c.AT):
-            return ""
-        if op is c.SUBPATTERN:
-            return "(?:" + self.prefix(av[3], _scoped(ignore_case, av), offset) + ")"
-        if op is c.ATOMIC_GROUP:
-            return "(?:" + self.prefix(av, ignore_case, offset) + ")"
-        if op is c.BRANCH:
-            return _alternation(self.prefix(branch, ignore_case, offset) for branch in av[1])
+        grouped = self._grouping(op, av, ignore_case, offset, self.prefix)
+        if grouped is not None:
+            return grouped
         if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
             _low, high, sub = av
             if high == 0:
