@@ -91,6 +91,16 @@ class Recorded:
         return json.loads(self.body)
 
 
+async def read_body(receive: Receive) -> bytes:
+    """The whole body of an ASGI request, however many messages it came in."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 @dataclass
 class RecordingUpstream:
     """The echo model behind a recorder, with failures chosen by the request's model name."""
@@ -115,13 +125,7 @@ class RecordingUpstream:
         if scope["type"] != "http":
             await self._echo(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.requests.append(Recorded(scope["path"], body, headers))
         model = ""

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from gateway_setup import CANARIES, CANARY_TEXT
 from metering import PRICE, RecordedEvents, metered_settings, proxied
-from server_live import RecordingUpstream, serve
+from server_live import RecordingUpstream, read_body, serve
 from services import POSTGRES_DSN, postgres_database, postgres_schema
 from veil_server import create_app
 from veil_server.state import StateDB
@@ -245,13 +245,7 @@ def test_an_answer_leaves_the_gateway_only_once_its_usage_row_is_stored(
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
         streaming = json.loads(body).get("stream") is True
         request_id = ""
 
