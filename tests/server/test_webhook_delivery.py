@@ -405,3 +405,30 @@ def test_a_public_name_is_pinned_to_the_address_checked_and_a_rebinding_one_is_r
     assert extensions == {}
     for answer in (["93.184.215.14", "10.0.0.5"], ["169.254.169.254"], ["::1"], ["::ffff:127.0.0.1"], []):
         assert _pinned(answer, "https://hooks.example.com/veil") == "refused"
+
+
+def test_stop_ends_the_dispatcher_even_when_it_is_woken_at_that_moment(tmp_path: Path) -> None:
+    # Regression: the loop waited with asyncio.wait_for, which on Python 3.11 swallows a
+    # cancellation that arrives together with the wake-up (the waited event set in the same turn):
+    # the loop went on, and stop() (the gateway's shutdown) waited for it forever.
+    import asyncio
+
+    state = StateDB(str(tmp_path / "server.db"))
+    store = WebhookStore(state, FieldSealer(Veil().keyring))
+
+    async def run() -> None:
+        for _ in range(20):
+            dispatcher = WebhookDispatcher(store, WebhookSettings())
+            await dispatcher.start()
+            while not dispatcher._wake._waiters:  # type: ignore[union-attr]  # until it waits to be woken
+                await asyncio.sleep(0.001)
+            dispatcher.wake()
+            await dispatcher.stop()
+
+    # In a thread of its own, so that a dispatcher that never stops fails the test, not the run.
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (asyncio.run(run()), done.set()), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert done.is_set(), "stop() did not end the dispatcher"
+    state.close()

@@ -190,8 +190,11 @@ class WebhookDispatcher:
                 log.warning("webhook dispatcher: %s; retrying in %.0f s", type(exc).__name__,
                             self.settings.poll_seconds)  # fmt: skip
                 timeout = self.settings.poll_seconds
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # comes with the wake-up, and stop() then waited for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             if self._buffer:
                 # Every request emits an event: let the ones of the next few milliseconds join

@@ -183,8 +183,9 @@ class Meter:
                 "endpoint": ticket.endpoint, "outcome": outcome, "prompt_tokens": prompt,
                 "completion_tokens": completion, "total_tokens": prompt + completion, "cost_usd": cost / NANO,
             }))  # fmt: skip
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(written.wait(), COMMIT_WAIT)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: see WebhookDispatcher._run
+            async with asyncio.timeout(COMMIT_WAIT):
+                await written.wait()
 
     # -- the writer ----------------------------------------------------------------------------
 
