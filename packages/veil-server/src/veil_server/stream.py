@@ -29,7 +29,6 @@ writer) and, with no idle core, waited for the gateway's time slice to end (abou
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,6 +41,7 @@ from veil.errors import VeilError
 from veil.restore import StreamingRestorer
 from veil_server.conversation import Turn, not_anonymized_block
 from veil_server.errors import ApiError, from_veil_error
+from veil_server.jsonio import dumps
 from veil_server.metrics import Metrics
 from veil_server.upstream import UpstreamStream
 
@@ -81,7 +81,7 @@ class EventStreamResponse(StreamingResponse):
 
 
 def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(payload) + b"\n\n"
 
 
 DONE = b"data: [DONE]\n\n"

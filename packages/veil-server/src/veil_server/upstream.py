@@ -34,6 +34,7 @@ import httpx
 
 from veil_server.echo import create_echo_app
 from veil_server.errors import ApiError, error_type_for
+from veil_server.jsonio import loads
 from veil_server.settings import ProviderSettings
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -324,7 +325,7 @@ class Provider:
     def _error_from(self, status: int, response_headers: Mapping[str, str], content: bytes) -> ApiError:
         headers = {k: v for k, v in response_headers.items() if k.lower() in ("retry-after", "x-request-id")}
         try:
-            payload = json.loads(content)
+            payload = loads(content)
         except ValueError:
             payload = None
         error = payload.get("error") if isinstance(payload, dict) else None
@@ -371,7 +372,7 @@ class Provider:
         if answer.status >= 400:
             raise self._error_from(answer.status, answer.headers, content)
         try:
-            payload = json.loads(content)
+            payload = loads(content)
         except ValueError:
             raise ApiError(502, f"the upstream provider {self.name!r} answered with invalid JSON",
                            code="upstream_invalid_response") from None  # fmt: skip
@@ -451,7 +452,7 @@ class UpstreamStream:
 
     def _parse(self, payload: str) -> dict[str, Any]:
         try:
-            event = json.loads(payload)
+            event = loads(payload)
         except ValueError:
             raise ApiError(502, f"the upstream provider {self.provider.name!r} sent an event that is not JSON",
                            code="upstream_invalid_response") from None  # fmt: skip

@@ -6,11 +6,12 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from veil_server.auth import Principal
 from veil_server.conversation import not_anonymized_block, strip_veil_fields
 from veil_server.errors import ApiError
+from veil_server.jsonio import AnswerResponse
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.routes.chat import STREAM_HEADERS, record_pii, start_turn
 from veil_server.schemas import (
@@ -77,7 +78,7 @@ async def create_completion(
     await ticket.done(answer)
     if turn is None:
         answer["veil"] = not_anonymized_block()
-        return JSONResponse(answer)
+        return AnswerResponse(answer)
     restoring = turn
 
     def restore() -> dict[str, Any]:
@@ -87,4 +88,4 @@ async def create_completion(
         answer["veil"] = restoring.block()
         return answer
 
-    return JSONResponse(await gateway.run(restore, named=turn.named_scope))
+    return AnswerResponse(await gateway.run(restore, named=turn.named_scope))

@@ -7,11 +7,12 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from veil_server.auth import Principal
 from veil_server.conversation import not_anonymized_block, strip_veil_fields
 from veil_server.errors import ApiError
+from veil_server.jsonio import AnswerResponse
 from veil_server.routes import gateway_of, principal, request_size
 from veil_server.routes.chat import record_pii, start_turn
 from veil_server.routes.completions import UNCHECKABLE_IDS_MESSAGE, is_token_ids
@@ -58,4 +59,4 @@ async def create_embeddings(
     else:
         block_of = turn
         answer["veil"] = await gateway.run(lambda: block_of.block(with_drift=False), named=True)
-    return JSONResponse(answer)
+    return AnswerResponse(answer)
