@@ -203,8 +203,8 @@ if scoped then
   end
 end
 done = function(summary, latency, requests)
-  io.write(string.format("VEIL-BENCH %d %d %d %d\\n", summary.requests, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.duration))
+  io.write(string.format("VEIL-BENCH %d %d %d %d %d %d %d\\n", summary.requests, summary.errors.status,
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout, summary.duration))
 end
 """
 
@@ -227,9 +227,10 @@ def _wrk(base: str, seconds: float, concurrency: int, headers: dict[str, str], *
     finally:
         os.unlink(handle.name)
     line = next(line for line in result.stdout.splitlines() if line.startswith("VEIL-BENCH"))
-    requests, bad_status, socket_errors, micros = (int(part) for part in line.split()[1:])
-    if bad_status or socket_errors:
-        raise RuntimeError(f"wrk: {bad_status} non-2xx answers, {socket_errors} socket errors at {base}")
+    requests, bad_status, connect, read, write, timeout, micros = (int(part) for part in line.split()[1:])
+    if bad_status or connect or read or write or timeout:
+        raise RuntimeError(f"wrk: {bad_status} non-2xx answers; socket errors: {connect} connect, {read} read, "
+                           f"{write} write, {timeout} timeout at {base}")  # fmt: skip
     return requests / (micros / 1e6)
 
 
@@ -400,11 +401,15 @@ def main() -> None:
                                      f"{overhead * 1e3:.2f} ms"))  # fmt: skip
                         rows.append((f"{label}: gateway CPU per stream ({len(MESSAGE[:1000]) // 4} chunks)",
                                      f"{cpu_per_stream * 1e3:.2f} ms"))  # fmt: skip
-                    direct_rps = throughput(f"{upstream}/v1", n, args.concurrency, headers)
-                    rps = throughput(base, n, args.concurrency, headers, scoped=scoped)
                     generator = "wrk" if shutil.which("wrk") else "httpx threads"
+                    try:
+                        direct_rps = throughput(f"{upstream}/v1", n, args.concurrency, headers)
+                        rps = throughput(base, n, args.concurrency, headers, scoped=scoped)
+                        measured = f"{direct_rps:.0f} / {rps:.0f} req/s"
+                    except RuntimeError as error:  # a failed request is a finding: shown in the table
+                        measured = f"FAILED: {error}"
                     rows.append((f"{label}: throughput direct / veil ({args.concurrency} clients, {generator})",
-                                 f"{direct_rps:.0f} / {rps:.0f} req/s"))  # fmt: skip
+                                 measured))  # fmt: skip
                     memory = [rss_mb(pid) for pid in worker_pids(proc.pid)]
                     rows.append((f"{label}: RSS per worker", " / ".join(f"{m:.0f} MB" for m in memory)))
         rows += metering_rows(args.requests, directory)
