@@ -103,6 +103,18 @@ def test_streaming_equals_unary_for_any_chunking_and_never_shows_half_a_token(ca
     assert shown == expected
 
 
+def test_a_chunk_shown_at_once_still_gives_its_last_character_as_context() -> None:
+    # "abc" has no character a token form starts with (shown without any matching), yet a bare
+    # form right after it is part of a word, not a token: as in the unary restore.
+    for before, restored in (("abc", False), ("ab ", True)):
+        text = f"{before}EMAIL_1 ok"
+        expected = restorer(lenient=True).restore(text).text
+        assert (expected != text) is restored
+        streaming = StreamingRestorer(restorer(lenient=True))
+        assert streaming.feed(before) == before
+        assert before + streaming.feed("EMAIL_1 ok") + streaming.flush() == expected
+
+
 def test_streaming_emits_text_that_cannot_be_a_token_at_once() -> None:
     streaming = StreamingRestorer(restorer())
     assert streaming.feed("Hello there, ") == "Hello there, "

@@ -293,6 +293,14 @@ class StreamingRestorer(HoldBackStream):
             self._known_bare = frozenset(form[:end] for form in forms for end in range(1, len(form) + 1))
         return self._known_bare
 
+    def feed(self, chunk: str) -> str:
+        if not self._pending and chunk and _CANDIDATE_START.search(chunk) is None:
+            # Nothing held, and no token form can start in this chunk (each starts with `{`, `\`
+            # or a capital): it is shown as it is, as the general path would show it.
+            self._previous = chunk[-1]
+            return chunk
+        return super().feed(chunk)
+
     def _cut(self, buffer: str) -> int:
         low = max(0, len(buffer) - _MAX_FORM_LENGTH)
         bare_prefixes = self._bare_prefixes()
