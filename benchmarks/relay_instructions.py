@@ -26,15 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import callgrind
 
 STREAMS = 20
 WARM_UP = 5
@@ -116,23 +114,8 @@ def child(streams: int) -> None:
 
 
 def instructions(streams: int, source: str | None) -> int:
-    """Instructions callgrind counts for a child run (`Collected :` in its summary)."""
-    environment = dict(os.environ, PYTHONHASHSEED="0")
-    if source:
-        server = Path(source) / "packages" / "veil-server" / "src"
-        core = Path(source) / "packages" / "veil" / "src"
-        paths = [str(server), str(core), environment.get("PYTHONPATH", "")]
-        environment["PYTHONPATH"] = os.pathsep.join(paths).rstrip(os.pathsep)
-    with tempfile.TemporaryDirectory() as scratch:
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/callgrind.out", sys.executable,
-                   __file__, "--child", str(streams)]  # fmt: skip
-        finished = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
-    if finished.returncode != 0:
-        raise SystemExit(f"callgrind run failed:\n{finished.stderr[-2000:]}")
-    found = re.search(r"Collected\s*:\s*([0-9]+)", finished.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in callgrind's output:\n{finished.stderr[-2000:]}")
-    return int(found.group(1))
+    """Instructions callgrind counts for a child run that relays `streams` streams after the warm-up."""
+    return callgrind.count(__file__, ["--child", str(streams)], paths=callgrind.checkout_paths(source))
 
 
 def per_stream(streams: int, source: str | None) -> float:

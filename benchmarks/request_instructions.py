@@ -25,15 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import callgrind
 
 KINDS = ("unary", "stream")
 REQUESTS = 30
@@ -115,24 +114,9 @@ def child(kind: str, count: int) -> None:
 
 
 def instructions(kind: str, count: int, source: str | None, config: Path, home: Path) -> int:
-    """Instructions callgrind counts for a child run (`Collected :` in its summary)."""
-    environment = dict(os.environ, PYTHONHASHSEED="0", VEIL_CONFIG=str(config), VEIL_HOME=str(home))
-    if source:
-        paths = [
-            str(Path(source) / "packages" / "veil-server" / "src"),
-            str(Path(source) / "packages" / "veil" / "src"),
-        ]
-        environment["PYTHONPATH"] = os.pathsep.join([*paths, environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    with tempfile.TemporaryDirectory() as scratch:
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/callgrind.out", sys.executable,
-                   __file__, "--child", kind, str(count)]  # fmt: skip
-        finished = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
-    if finished.returncode != 0:
-        raise SystemExit(f"callgrind run failed:\n{finished.stderr[-3000:]}")
-    found = re.search(r"Collected\s*:\s*([0-9]+)", finished.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in callgrind's output:\n{finished.stderr[-2000:]}")
-    return int(found.group(1))
+    """Instructions callgrind counts for a child run that sends `count` requests after the warm-up."""
+    return callgrind.count(__file__, ["--child", kind, str(count)], paths=callgrind.checkout_paths(source),
+                           environment={"VEIL_CONFIG": str(config), "VEIL_HOME": str(home)})  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,15 +23,12 @@ children with DIR first on the import path, e.g. an older checkout made by
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import callgrind
 
 VARIANTS = ("engine", "rules", "no-shape")
 WORKLOADS = {"messages": 1000, "documents": 40}
@@ -65,30 +62,10 @@ def child(variant: str, workload: str, count: int) -> None:
 
 def instructions(variant: str, workload: str, count: int, source: str | None) -> int:
     """Instructions callgrind counts for a child run (`Collected :` in its summary)."""
-    environment = dict(os.environ, PYTHONHASHSEED="0")
-    paths = [str(Path(__file__).parent)]
-    if source:
-        paths.insert(0, source)
-    environment["PYTHONPATH"] = os.pathsep.join([*paths, environment.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    with tempfile.TemporaryDirectory() as scratch:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={scratch}/callgrind.out",
-            sys.executable,
-            __file__,
-            "--child",
-            variant,
-            workload,
-            str(count),
-        ]
-        finished = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
-    if finished.returncode != 0:
-        raise SystemExit(f"callgrind run failed:\n{finished.stderr[-2000:]}")
-    found = re.search(r"Collected\s*:\s*([0-9]+)", finished.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in callgrind's output:\n{finished.stderr[-2000:]}")
-    return int(found.group(1))
+    paths = [source] if source else []
+    return callgrind.count(
+        __file__, ["--child", variant, workload, str(count)], paths=[*paths, str(Path(__file__).parent)]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
