@@ -103,6 +103,20 @@ def test_invalid_settings_name_what_is_wrong(tmp_path: Path) -> None:
     assert result.returncode == 2 and "server.port" in result.stderr
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_invalid_policy_stops_serve_before_the_banner_and_any_worker(tmp_path: Path, workers: int) -> None:
+    config = tmp_path / "bad-policy.toml"
+    config.write_text(f'[server]\nworkers = {workers}\n\n[policy]\nmode = "loose"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "veil.cli", "serve", "--config", str(config), "--port", str(closed_port()),
+         "--vault", str(tmp_path / "vault")],
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "VEIL_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "policy.mode" in result.stderr
+    assert "veil gateway:" not in result.stderr  # no banner: the gateway never said it was starting
+
+
 def test_static_keys_are_kept_as_digests_and_found_whatever_their_position(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEAM_KEY", "sk-veil-team")
     settings = Settings(

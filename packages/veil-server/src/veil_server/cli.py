@@ -102,6 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"veil serve: {exc}", file=sys.stderr)
         return 2
+    from veil.detect.policy import Policy  # noqa: PLC0415
+    from veil.errors import VeilError  # noqa: PLC0415
+
+    try:
+        # The [policy] table is read by the gateway (in each worker): checked here, before the
+        # banner says the gateway is starting and before any worker starts.
+        Policy.from_mapping(settings.policy, where="policy")
+    except (VeilError, ValueError) as exc:
+        print(f"veil serve: {exc}", file=sys.stderr)
+        return 2
     import uvicorn  # noqa: PLC0415
 
     server = settings.server
@@ -118,7 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if server.workers > 1:
         uvicorn.run("veil_server.app:app_from_environment", factory=True, workers=server.workers, **options)
     else:
-        from veil.errors import VeilError  # noqa: PLC0415
         from veil_server.app import create_app  # noqa: PLC0415
         from veil_server.state import StateUnavailable  # noqa: PLC0415
 
