@@ -10,6 +10,13 @@ spends per request and per stream, throughput (16 concurrent clients), start-up 
 /healthz (median of 3, byte code compiled as after `pip install`), the first request's latency,
 and resident memory per worker.
 
+With one worker, the unary and stream latencies are measured twice: with every process free to
+run on any core (the kernel places them), then with the upstream on a core of its own and the
+gateway on the other (this client still free), as a remote upstream would be: on 2 shared cores,
+a woken gateway queued behind the echo's burst of 250 chunks on the echo's core waits for the
+echo's time slice to end, and that wait, which happens in about half the streams, is the upstream's
+CPU, not the gateway's (see docs/server.md, "The first token and the upstream's core").
+
 Throughput is measured with `wrk` when it is installed (`apt-get install wrk`: a C load
 generator, so that the 2 cores go to the servers, not to the client), else with threads of
 httpx clients; direct and through veil always with the same generator, one after the other.
@@ -116,6 +123,39 @@ def worker_pids(pid: int) -> list[int]:
     return found or [pid]
 
 
+def own_cores() -> list[int]:
+    """The CPUs this process may run on (the ones the servers and this client share)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` on `cpus` (threads it starts later inherit their creator's)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+
+
+@contextmanager
+def upstream_apart(upstream_pid: int, gateway_pids: list[int]) -> Iterator[bool]:
+    """The upstream on a core of its own, the gateway on the others, this client anywhere; all
+    processes back on every core afterwards. Yields False (nothing changed) on fewer than 2 cores
+    or where affinity cannot be set."""
+    cores = own_cores()
+    if len(cores) < 2:
+        yield False
+        return
+    try:
+        set_affinity(upstream_pid, {cores[-1]})
+        for pid in gateway_pids:
+            set_affinity(pid, set(cores[:-1]))
+        yield True
+    finally:
+        for pid in [upstream_pid, *gateway_pids]:
+            set_affinity(pid, set(cores))
+
+
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples)
 
@@ -158,6 +198,22 @@ def paired(
             direct_samples.append(once(to_upstream))
             veil_samples.append(once(to_veil))
     return direct_samples, veil_samples
+
+
+def latency_rows(
+    label: str, direct: str, veil: str, counts: tuple[int, int], headers: dict[str, str], *, scoped: bool
+) -> list[tuple[str, str]]:
+    """Added latency p50/p95/p99 of `counts[0]` unary requests and TTFT added (p50) of `counts[1]` streams."""
+    rows = []
+    direct_samples, veil_samples = paired(direct, veil, counts[0], headers, stream=False, scoped=scoped)
+    (d50, d95, d99), (v50, v95, v99) = percentiles(direct_samples), percentiles(veil_samples)
+    rows.append((f"{label}: added p50 / p95 / p99",
+                 f"{(v50 - d50) * 1e3:.2f} / {(v95 - d95) * 1e3:.2f} / {(v99 - d99) * 1e3:.2f} ms"))  # fmt: skip
+    direct_samples, veil_samples = paired(direct, veil, counts[1], headers, stream=True, scoped=scoped)
+    d50, v50 = statistics.median(direct_samples), statistics.median(veil_samples)
+    rows.append((f"{label}: TTFT direct / veil / added (p50)",
+                 f"{d50 * 1e3:.2f} / {v50 * 1e3:.2f} / {(v50 - d50) * 1e3:.2f} ms"))  # fmt: skip
+    return rows
 
 
 def throughput(base: str, n: int, concurrency: int, headers: dict[str, str], *, scoped: bool = False) -> float:
@@ -401,6 +457,10 @@ def main() -> None:
                                      f"{overhead * 1e3:.2f} ms"))  # fmt: skip
                         rows.append((f"{label}: gateway CPU per stream ({len(MESSAGE[:1000]) // 4} chunks)",
                                      f"{cpu_per_stream * 1e3:.2f} ms"))  # fmt: skip
+                        with upstream_apart(upstream_proc.pid, [proc.pid, *worker_pids(proc.pid)]) as apart:
+                            if apart:
+                                rows += latency_rows(f"{label}, upstream on its own core", f"{upstream}/v1", base,
+                                                     (n, streams), headers, scoped=scoped)  # fmt: skip
                     generator = "wrk" if shutil.which("wrk") else "httpx threads"
                     try:
                         direct_rps = throughput(f"{upstream}/v1", n, args.concurrency, headers)
