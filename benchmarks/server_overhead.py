@@ -143,17 +143,22 @@ def upstream_apart(upstream_pid: int, gateway_pids: list[int]) -> Iterator[bool]
     processes back on every core afterwards. Yields False (nothing changed) on fewer than 2 cores
     or where affinity cannot be set."""
     cores = own_cores()
-    if len(cores) < 2:
-        yield False
-        return
+    apart = len(cores) >= 2
     try:
-        set_affinity(upstream_pid, {cores[-1]})
-        for pid in gateway_pids:
-            set_affinity(pid, set(cores[:-1]))
-        yield True
+        if apart:
+            try:
+                set_affinity(upstream_pid, {cores[-1]})
+                for pid in gateway_pids:
+                    set_affinity(pid, set(cores[:-1]))
+            except OSError:  # not allowed here (a restricted cpuset, a container's policy)
+                apart = False
+        yield apart
     finally:
-        for pid in [upstream_pid, *gateway_pids]:
-            set_affinity(pid, set(cores))
+        for pid in [upstream_pid, *gateway_pids] if cores else ():
+            try:
+                set_affinity(pid, set(cores))
+            except OSError:
+                continue
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
