@@ -164,7 +164,12 @@ def test_the_mode_sets_the_default_threshold() -> None:
 
 @pytest.mark.parametrize(
     ("thresholds", "message"),
-    [({"NOPE": 0.5}, "NOPE"), ({"EMAIL": 1.5}, r"thresholds\.EMAIL"), ({"EMAIL": "high"}, r"thresholds\.EMAIL")],
+    [
+        ({"NOPE": 0.5}, "NOPE"),
+        ({"EMAIL": 1.5}, r"thresholds\.EMAIL .*got 1\.5"),
+        ({"EMAIL": "high"}, r"thresholds\.EMAIL .*got 'high'"),
+        ({"EMAIL": True}, r"thresholds\.EMAIL .*got True"),  # a bool is not a number (it was read as 1.0)
+    ],
 )
 def test_a_bad_threshold_raises_a_config_error_naming_it(thresholds: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -174,6 +179,20 @@ def test_a_bad_threshold_raises_a_config_error_naming_it(thresholds: dict[str, o
 def test_an_unknown_mode_raises_a_config_error_naming_the_modes() -> None:
     with pytest.raises(ConfigError, match="strict, permissive"):
         Policy(mode="lax")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"mode": "lax"}, r"^veil\.toml: policy\.mode must be one of strict, permissive; got 'lax'$"),
+        ({"thresholds": {"EMAIL": 2}}, r"^veil\.toml: policy\.thresholds\.EMAIL must be"),
+        ({"entities": ["NOPE"]}, r"^veil\.toml: policy\.entities: unknown entity name\(s\) NOPE"),
+        ({"entities": "EMAIL"}, r"^veil\.toml: policy\.entities must be a list of strings$"),
+    ],
+)
+def test_a_bad_policy_table_names_where_it_was_read(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Policy.from_mapping(table, where="veil.toml: policy")
 
 
 # --- allow-list ------------------------------------------------------------------------------

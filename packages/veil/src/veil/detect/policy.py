@@ -97,8 +97,8 @@ class Policy:
         for entity, threshold in self.thresholds.items():
             if entity not in known:
                 raise ConfigError(f"policy.thresholds: unknown entity name {entity!r}")
-            if not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-                raise ConfigError(f"policy.thresholds.{entity} must be a number in [0, 1]")
+            if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
+                raise ConfigError(f"policy.thresholds.{entity} must be a number in [0, 1]; got {threshold!r}")
         for value, entity in self.deny.items():
             if not _ENTITY_NAME.fullmatch(entity):
                 raise ConfigError(
@@ -163,16 +163,24 @@ class Policy:
         if unknown:
             raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
         entities = data.get("entities")
-        return cls(
-            mode=data.get("mode", "strict"),
-            entities=frozenset(_strings(entities, f"{where}.entities")) if entities is not None else None,
-            exclude=frozenset(_strings(data.get("exclude", ()), f"{where}.exclude")),
-            thresholds=dict(_mapping(data.get("thresholds", {}), f"{where}.thresholds")),
-            allow=frozenset(_strings(data.get("allow", ()), f"{where}.allow")),
-            deny={str(k): str(v) for k, v in _mapping(data.get("deny", {}), f"{where}.deny").items()},
-            patterns=tuple(_user_pattern(p, f"{where}.patterns[{i}]") for i, p in enumerate(data.get("patterns", ()))),
-            ner=data.get("ner", "auto"),
-        )
+        try:
+            return cls(
+                mode=data.get("mode", "strict"),
+                entities=frozenset(_strings(entities, f"{where}.entities")) if entities is not None else None,
+                exclude=frozenset(_strings(data.get("exclude", ()), f"{where}.exclude")),
+                thresholds=dict(_mapping(data.get("thresholds", {}), f"{where}.thresholds")),
+                allow=frozenset(_strings(data.get("allow", ()), f"{where}.allow")),
+                deny={str(k): str(v) for k, v in _mapping(data.get("deny", {}), f"{where}.deny").items()},
+                patterns=tuple(
+                    _user_pattern(p, f"{where}.patterns[{i}]") for i, p in enumerate(data.get("patterns", ()))
+                ),
+                ner=data.get("ner", "auto"),
+            )
+        except ConfigError as exc:  # the constructor's checks say `policy`: say where it was read
+            message = str(exc)
+            if where == "policy" or not message.startswith("policy."):
+                raise
+            raise ConfigError(where + message.removeprefix("policy")) from None
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Policy:
