@@ -74,12 +74,18 @@ def test_veil_serve_seals_the_vault_with_keys_held_in_an_hsm(tmp_path: Path) -> 
     assert not (tmp_path / "home" / "keys.json").exists()  # no key file anywhere
 
 
-def test_veil_serve_refuses_to_start_without_its_state_database(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_veil_serve_refuses_to_start_without_its_state_database(tmp_path: Path, workers: int) -> None:
+    # Checked once, before the banner and before any worker starts: each worker would fail to
+    # open it in turn (and with two workers the server would not exit), after the banner had
+    # already waited for it once.
     toml = tmp_path / "veil.toml"
     toml.write_text(f'[server]\nstate_url = "postgresql://veil:s3cret@127.0.0.1:{closed_port()}/veil"\n'
-                    '[vault]\nurl = "memory"\n[policy]\nner = "off"\n', encoding="utf-8")  # fmt: skip
+                    f'workers = {workers}\n[vault]\nurl = "{tmp_path / "vault"}"\n[policy]\nner = "off"\n',
+                    encoding="utf-8")  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "veil.cli", "serve", "--config", str(toml), "--port", "0"],
                             capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert "PostgreSQL state database unreachable" in result.stderr
+    assert "veil gateway:" not in result.stderr  # no banner: the gateway does not start
     assert "s3cret" not in result.stderr and "Traceback" not in result.stderr

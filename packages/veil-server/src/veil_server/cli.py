@@ -53,23 +53,22 @@ def _describe(error: ValidationError) -> str:
 
 
 def _auth_summary(settings: Any, configured: int) -> str:
-    """What the banner says about access: configured keys, keys in the state database, or open."""
-    if configured:
-        return f"{configured} configured key(s), and the keys of `veil keys create`"
+    """What the banner says about access: configured keys, keys in the state database, or open.
+    Raises StateUnavailable when the state database cannot be reached: every worker would fail to
+    start (each opens it), so `veil serve` stops here, once, instead."""
     location = settings.state_location()
     if location == "memory":
-        return "open (no API key configured)"
+        return f"{configured} configured key(s)" if configured else "open (no API key configured)"
     from veil_server.keys import KeyStore  # noqa: PLC0415
-    from veil_server.state import StateDB, StateUnavailable  # noqa: PLC0415
+    from veil_server.state import StateDB  # noqa: PLC0415
 
-    try:
-        state = StateDB.for_url(location)
-    except StateUnavailable:
-        return "unknown (the state database cannot be reached)"
+    state = StateDB.for_url(location)
     try:
         stored = KeyStore(state).has_any()
     finally:
         state.close()
+    if configured:
+        return f"{configured} configured key(s), and the keys of `veil keys create`"
     return "the keys of `veil keys create`" if stored else "open until a key exists (`veil keys create`)"
 
 
@@ -114,12 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import uvicorn  # noqa: PLC0415
 
+    from veil_server.state import StateUnavailable  # noqa: PLC0415
+
     server = settings.server
-    keys = settings.key_entries()
+    try:
+        auth = _auth_summary(settings, len(settings.key_entries()))
+    except StateUnavailable as exc:
+        print(f"veil serve: {exc}", file=sys.stderr)
+        return 2
     print(
         f"veil gateway: http://{server.host}:{server.port}/v1  models: {', '.join(settings.models)}  "
-        f"vault: {settings.vault.url or os.environ.get('VEIL_HOME') or '.veil'}  "
-        f"auth: {_auth_summary(settings, len(keys))}",
+        f"vault: {settings.vault.url or os.environ.get('VEIL_HOME') or '.veil'}  auth: {auth}",
         file=sys.stderr,
     )
     options: dict[str, Any] = {"host": server.host, "port": server.port, "log_level": server.log_level,
@@ -129,7 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvicorn.run("veil_server.app:app_from_environment", factory=True, workers=server.workers, **options)
     else:
         from veil_server.app import create_app  # noqa: PLC0415
-        from veil_server.state import StateUnavailable  # noqa: PLC0415
 
         try:
             app = create_app(settings)
