@@ -7,6 +7,8 @@ behaviour (possible-but-invalid phones) is tested against `strict` and `permissi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from span_checks import found
 
@@ -305,3 +307,83 @@ def test_no_phone_number_stays_in_memory_after_detection() -> None:
     del numbers, number  # this test's own references
     assert _containers_holding("5145550187") == []
     assert _containers_holding("647210938") == []
+
+
+# --- the cost of a run of digit groups ---------------------------------------------------------
+
+
+def _parses_while(detect: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The candidates libphonenumber is asked to parse while `detect()` runs."""
+    import phonenumbers
+
+    asked: list[str] = []
+    parse = phonenumbers.parse
+
+    def counting(number: str, region: str | None = None, *args: object, **kwargs: object) -> object:
+        asked.append(number)
+        return parse(number, region, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(phonenumbers, "parse", counting)
+        detect()
+    return asked
+
+
+@pytest.mark.parametrize("separator", [" ", "\u00a0", "\u202f", "-"])
+def test_a_run_of_zeros_asks_libphonenumber_the_same_few_questions_whatever_its_length(
+    monkeypatch: pytest.MonkeyPatch, separator: str
+) -> None:
+    # Each digit of "0 0 0 0 …" starts a candidate (a failed one consumes nothing), each of which
+    # asked libphonenumber about its runs of groups in eight regions: ~32 parses a character, a
+    # thousand times slower than prose. The answers are now remembered for the scan.
+    engine = veil.Engine(veil.Policy(ner="off"))
+    engine.detect("0 0 0 0 0 0 0 0 0 0")  # the first scan also loads libphonenumber's metadata
+    short = _parses_while(lambda: engine.detect(separator.join("0" * 500)), monkeypatch)
+    long = _parses_while(lambda: engine.detect(separator.join("0" * 5000)), monkeypatch)
+    assert len(short) == len(long) <= 50
+
+
+def test_nothing_is_remembered_outside_a_scan_or_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from veil.detect.rules import base, contact
+
+    number = "".join(("0 0", "3 1 4", "2 68 53 00"))
+    asked = _parses_while(lambda: [contact._phone_validity(number) for _ in range(3)], monkeypatch)
+    assert len(asked) == 3  # outside a scan: asked each time
+    engine = veil.Engine(veil.Policy(ner="off"))
+    engine.detect(f"{number} {number} {number}", "fr")
+    assert getattr(base._SCAN, "memo", None) is None
+
+
+def test_trunk_and_dialled_out_numbers_get_libphonenumber_s_answer_region_by_region() -> None:
+    # _international_validity skips the parses whose answer it knows (impossible lengths; a
+    # number dialled out with "00" reads the same from every region): it must still give the
+    # best of libphonenumber's answers over the regions.
+    import random
+
+    import phonenumbers
+
+    from veil.detect.rules.contact import _TRUNK_REGIONS, _international_validity
+
+    def libphonenumber(candidate: str) -> int:
+        best = 0
+        for region in _TRUNK_REGIONS:
+            try:
+                number = phonenumbers.parse(candidate, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                return 2
+            best = max(best, int(phonenumbers.is_possible_number(number)))
+        return best
+
+    generator = random.Random(20261203)
+    answers = set()
+    for _ in range(1500):
+        lead = generator.choice(["0", "00", "00" + generator.choice("123456789"), "0" + generator.choice("123456789")])
+        digits = lead + "".join(generator.choice("0123456789") for _ in range(generator.randint(6, 13)))
+        candidate = "".join(d + (generator.choice(" -.\u00a0") if generator.random() < 0.4 else "") for d in digits)
+        candidate = candidate.rstrip(" -.\u00a0")
+        expected = libphonenumber(candidate)
+        assert _international_validity(candidate, _TRUNK_REGIONS) == expected, candidate
+        answers.add(expected)
+    assert answers == {0, 1, 2}  # the sample reaches every answer

@@ -15,9 +15,11 @@ Scoring, shared by every rule:
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import wraps
+from typing import Any, TypeVar
 
 from veil.entities import Language
 
@@ -29,6 +31,45 @@ Refiner = Callable[[str, int, int], "tuple[int, int] | None"]
 
 PiecesOnly = Callable[[str, int, int], bool]
 """Takes the text and a match's bounds; says whether the match can only yield a piece of itself."""
+
+
+T = TypeVar("T")
+
+_SCAN = threading.local()
+_MISSING = object()
+
+
+def open_scan_memo() -> dict[Any, Any] | None:
+    """Start remembering the answers of `remembered_per_scan` functions on this thread, for one scan
+    of the rules engine; returns what `close_scan_memo` restores (an enclosing scan's memo)."""
+    outer: dict[Any, Any] | None = getattr(_SCAN, "memo", None)
+    _SCAN.memo = {}
+    return outer
+
+
+def close_scan_memo(outer: dict[Any, Any] | None) -> None:
+    """Forget this scan's answers (they hold the values of its text): nothing outlives the scan."""
+    _SCAN.memo = outer
+
+
+def remembered_per_scan(function: Callable[[str], T]) -> Callable[[str], T]:
+    """`function`, a pure function of one string, answering each string once per scan of the
+    rules engine: a run of digits is read as many overlapping candidates (a failed candidate
+    consumes nothing), which ask the same questions again. Nothing is kept between scans, nor
+    shared between threads; called outside a scan, `function` runs each time."""
+
+    @wraps(function)
+    def remembering(value: str) -> T:
+        memo = getattr(_SCAN, "memo", None)
+        if memo is None:
+            return function(value)
+        key = (function, value)
+        found = memo.get(key, _MISSING)
+        if found is _MISSING:
+            found = memo[key] = function(value)
+        return found  # type: ignore[no-any-return]
+
+    return remembering
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import ipaddress
 import re
 from functools import lru_cache
 
-from veil.detect.rules.base import Rule
+from veil.detect.rules.base import Rule, remembered_per_scan
 from veil.detect.rules.checksums import digits_of
 from veil.entities import Entity
 
@@ -110,12 +110,16 @@ def _nanp_assigned(national: str) -> bool:
     return _nanp_pattern().fullmatch(national) is not None
 
 
+@remembered_per_scan
 def _phone_validity(candidate: str) -> int:
     """2 for a valid number, 1 for a merely possible one, 0 otherwise.
 
-    Not cached: a cache would keep the last thousands of phone numbers seen, of every tenant, in
-    the process for its lifetime; it saved nothing measurable (callgrind, the benchmark's chat
-    messages: 574 K instructions a message with a 4,096-entry cache, 572 K without)."""
+    Remembered for one scan only: a run of digit groups ("0 0 0 0 …") is read as a candidate at
+    each of its digits, each asking libphonenumber about the same runs of groups again (a
+    thousand times slower than prose without it). Not cached across scans: a process-wide cache
+    would keep the last thousands of phone numbers seen, of every tenant, for the process's
+    lifetime, and saved nothing measurable on chat messages (callgrind: 574 K instructions a
+    message with a 4,096-entry cache, 572 K without)."""
     digits = digits_of(candidate)
     if candidate.startswith("+") and not candidate.startswith("+1"):
         return _international_validity(candidate, (None,))
@@ -142,18 +146,39 @@ def _international_validity(candidate: str, regions: tuple[str | None, ...]) -> 
 
     digits = digits_of(candidate)
     best = 0
+    dialled_out: set[str] = set()
     for region in regions:
         if region is not None and not _length_possible(region, digits):
             continue  # libphonenumber would say "not possible" after a ~50 µs parse
+        prefix = _dialling_out(region, digits) if region is not None else None
+        if prefix in dialled_out:
+            continue  # the same number as for an earlier region: its answer is already in `best`
         try:
             number = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
+            number = None
+        if prefix is not None:
+            dialled_out.add(prefix)
+        if number is None:
             continue
         if phonenumbers.is_valid_number(number):
             return 2
         if phonenumbers.is_possible_number(number):
             best = 1
     return best
+
+
+def _dialling_out(region: str, digits: str) -> str | None:
+    """The international prefix of `region` the digits start with, when a country code follows it
+    (its first digit is not 0): the number is then read from its country code alone, and is the
+    same for every region dialling out with that prefix ("00" in all of _TRUNK_REGIONS)."""
+    known = _national_lengths(region)
+    if known is None:
+        return None
+    for prefix in known[2]:
+        if digits.startswith(prefix) and len(digits) > len(prefix) and digits[len(prefix)] != "0":
+            return prefix
+    return None
 
 
 _PREFIX_ALTERNATIVES = re.compile(r"[0-9]+(?:\|[0-9]+)*")

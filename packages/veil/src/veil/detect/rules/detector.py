@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 from veil.detect import regex_ast
 from veil.detect.context import ContextWords
-from veil.detect.rules.base import Rule
+from veil.detect.rules.base import Rule, close_scan_memo, open_scan_memo
 from veil.detect.shapes import WIDTH, ShapeIndex, cells_of, shadow_or_none
 from veil.entities import IDENTIFIER_SHAPES, LANGUAGES, Language, Span, unchecked_span
 
@@ -339,6 +339,13 @@ class RuleDetector:
         return frozenset(entities)
 
     def detect(self, text: str, language: Language = "en") -> list[Span]:
+        outer = open_scan_memo()
+        try:
+            return self._detect(text, language)
+        finally:
+            close_scan_memo(outer)
+
+    def _detect(self, text: str, language: Language) -> list[Span]:
         spans: list[Span] = []
         # (start, end) of the identifier-shaped spans found so far (see _Pass).
         shapes: list[tuple[int, int]] = []
