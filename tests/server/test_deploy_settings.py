@@ -81,8 +81,8 @@ def test_veil_serve_refuses_to_start_without_its_state_database(tmp_path: Path, 
     # already waited for it once.
     toml = tmp_path / "veil.toml"
     toml.write_text(f'[server]\nstate_url = "postgresql://veil:s3cret@127.0.0.1:{closed_port()}/veil"\n'
-                    f'workers = {workers}\n[vault]\nurl = "{tmp_path / "vault"}"\n[policy]\nner = "off"\n',
-                    encoding="utf-8")  # fmt: skip
+                    f'workers = {workers}\nstate_connect_timeout = 0.5\n'
+                    f'[vault]\nurl = "{tmp_path / "vault"}"\n[policy]\nner = "off"\n', encoding="utf-8")  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "veil.cli", "serve", "--config", str(toml), "--port", "0"],
                             capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2

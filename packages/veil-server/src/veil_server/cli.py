@@ -62,7 +62,7 @@ def _auth_summary(settings: Any, configured: int) -> str:
     from veil_server.keys import KeyStore  # noqa: PLC0415
     from veil_server.state import StateDB  # noqa: PLC0415
 
-    state = StateDB.for_url(location)
+    state = StateDB.for_url(location, connect_timeout=settings.server.state_connect_timeout)
     try:
         stored = KeyStore(state).has_any()
     finally:

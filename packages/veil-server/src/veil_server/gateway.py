@@ -119,7 +119,11 @@ class Gateway:
         self._veils[(self.policy.mode, None)] = self.veil
         # API keys, usage, approvals, audit and webhooks: one state database per gateway.
         self._owns_state = state is None  # a StateDB given by the caller is the caller's to close
-        self.state = state if state is not None else StateDB.for_url(settings.state_location())
+        self.state = (
+            state
+            if state is not None
+            else StateDB.for_url(settings.state_location(), connect_timeout=settings.server.state_connect_timeout)
+        )
         self.keys = KeyStore(self.state)
         self.tokens = TokenIssuer.for_settings(settings.server, self.keys.signing_secret)
         if authenticator is None:

@@ -105,7 +105,8 @@ def _open(config: str | None) -> tuple[Any, Any]:
             "here would vanish. Set server.state_url (or VEIL_SERVER__STATE_URL) to the file or PostgreSQL URL "
             "that `veil serve` uses."
         )
-    return KeyStore(StateDB.for_url(location)), Policy.from_mapping(settings.policy, where="policy")
+    state = StateDB.for_url(location, connect_timeout=settings.server.state_connect_timeout)
+    return KeyStore(state), Policy.from_mapping(settings.policy, where="policy")
 
 
 def _create(args: argparse.Namespace, store: Any, server_policy: Any) -> int:

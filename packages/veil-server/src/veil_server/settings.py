@@ -179,6 +179,9 @@ class ServerSettings(_Strict):
     state_url: str | None = None
     """Where API keys, usage, approvals, audit and webhooks live: a SQLite file (default
     $VEIL_HOME/server.db, else .veil/server.db) or postgresql://… shared by every replica."""
+    state_connect_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a PostgreSQL state database may take to accept a first connection when the server
+    starts (it retries meanwhile) before `veil serve` gives up with status 2."""
     redis_url: str | None = None
     """redis://… shared by every replica for rate limits and budgets (None: in-process limits, one replica)."""
     redis_prefix: str = Field(default="veil:limits", min_length=1, max_length=100)

@@ -153,14 +153,15 @@ class StateDB:
             self.path = path
 
     @classmethod
-    def for_url(cls, url: str | None) -> StateDB:
+    def for_url(cls, url: str | None, *, connect_timeout: float = 10.0) -> StateDB:
         """`url`, or the default SQLite file in $VEIL_HOME (else .veil). "memory" is a SQLite
-        database in this process, gone when it exits (tests, trials with a vault in memory)."""
+        database in this process, gone when it exits (tests, trials with a vault in memory).
+        `connect_timeout`: how long a PostgreSQL database may take to accept a first connection."""
         if url == "memory":
             url = ":memory:"
         if not url:
             url = str(Path(os.environ.get("VEIL_HOME") or ".veil") / "server.db")
-        return cls(url)
+        return cls(url, connect_timeout=connect_timeout)
 
     # -- connections -------------------------------------------------------------------------
 
