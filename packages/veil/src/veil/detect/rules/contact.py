@@ -115,8 +115,8 @@ def _phone_validity(candidate: str) -> int:
     """2 for a valid number, 1 for a merely possible one, 0 otherwise.
 
     Remembered for one scan only: a run of digit groups ("0 0 0 0 …") is read as a candidate at
-    each of its digits, each asking libphonenumber about the same runs of groups again (a
-    thousand times slower than prose without it). Not cached across scans: a process-wide cache
+    each of its digits, each asking libphonenumber about the same runs of groups again (thousands
+    of times slower than prose without it). Not cached across scans: a process-wide cache
     would keep the last thousands of phone numbers seen, of every tenant, for the process's
     lifetime, and saved nothing measurable on chat messages (callgrind: 574 K instructions a
     message with a 4,096-entry cache, 572 K without)."""
