@@ -3,8 +3,11 @@
 A Provider sends an (already anonymized) JSON body to `<base_url><path>` and gives back the
 parsed answer, or an open stream of Server-Sent Events. Failures become OpenAI error objects:
 
-- the upstream's own error answer keeps its status (429 stays 429, with its Retry-After), except
-  401/403 (the gateway's provider key was refused: 502, the client's key is not at fault);
+- the upstream's own error answer keeps its status (429 stays 429, with its Retry-After; the
+  upstream's x-request-id comes as X-Upstream-Request-Id) and its message, whichever of the
+  dialects it is in (OpenAI's error object, Mistral's and vLLM's top-level one, Ollama's bare
+  string, FastAPI's `detail`), except 401/403 (the gateway's provider key was refused: 502, the
+  client's key is not at fault);
 - a timeout is 504, a connection that cannot be made (after `retries`) is 502;
 - an answer that is not JSON is 502.
 
@@ -189,6 +192,24 @@ class _AiohttpAnswer(_Answer):
             self.response.close()
 
 
+_PASSED_HEADERS = {"retry-after": "Retry-After", "x-request-id": "X-Upstream-Request-Id"}
+
+
+def _fastapi_detail(detail: object) -> str | None:
+    """The message of a FastAPI error body: a string, or validation errors (`loc` and `msg` of the
+    first three; never their `input`, which echoes the request)."""
+    if isinstance(detail, str) and detail:
+        return detail[:500]
+    if not isinstance(detail, list):
+        return None
+    parts = []
+    for item in detail[:3]:
+        if isinstance(item, dict) and isinstance(item.get("msg"), str):
+            location = ".".join(str(part) for part in item.get("loc") or () if isinstance(part, str | int))
+            parts.append(f"{location}: {item['msg']}" if location else item["msg"])
+    return "; ".join(parts)[:500] or None
+
+
 def _aiohttp() -> Any:
     import aiohttp  # noqa: PLC0415 - imported by the first remote provider, not by every import of this module
 
@@ -323,7 +344,9 @@ class Provider:
         )  # fmt: skip
 
     def _error_from(self, status: int, response_headers: Mapping[str, str], content: bytes) -> ApiError:
-        headers = {k: v for k, v in response_headers.items() if k.lower() in ("retry-after", "x-request-id")}
+        # Retry-After as sent; the upstream's request id under a name of its own (the gateway's
+        # answer carries its own x-request-id: two would reach the client as one joined value).
+        headers = {_PASSED_HEADERS[k.lower()]: v for k, v in response_headers.items() if k.lower() in _PASSED_HEADERS}
         try:
             payload = loads(content)
         except ValueError:
@@ -354,6 +377,9 @@ class Provider:
                 code=code if isinstance(code, str) else "upstream_error",
                 param=payload.get("param") if isinstance(payload.get("param"), str) else None,
             )  # fmt: skip
+        detail = _fastapi_detail(payload.get("detail")) if isinstance(payload, dict) else None
+        if detail is not None:  # FastAPI-based servers (Mistral's 422, Open WebUI): {"detail": ...}
+            return ApiError(status, detail, headers=headers, code="upstream_error")
         return ApiError(
             status, f"the upstream provider {self.name!r} answered status {status}", code="upstream_error",
             headers=headers,
