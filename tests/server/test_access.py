@@ -262,12 +262,14 @@ def test_two_replicas_share_keys_tokens_and_revocations(shared_state: str, monke
         assert chat(one, access).status_code == 401
 
 
-def _schema_from_url(url: str | None) -> Any:
+def _schema_from_url(url: str | None, *, connect_timeout: float = 10.0) -> Any:
     from veil_server.state import StateDB
 
     assert url is not None
     base, _, options = url.partition("?options=-csearch_path%3D")
-    return StateDB(base, schema=options) if options else StateDB(url)
+    if options:
+        return StateDB(base, schema=options, connect_timeout=connect_timeout)
+    return StateDB(url, connect_timeout=connect_timeout)
 
 
 def test_replicas_with_the_environment_secret_agree_and_others_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
