@@ -197,17 +197,13 @@ def test_replacing_a_data_key_updates_its_wrapping(vault: Vault) -> None:
     assert (stored.wrapped, stored.kek, stored.active) == (b"w2", KeyRef("local", 2), False)
 
 
-def test_a_second_data_key_cannot_be_made_active(vault: Vault, request: pytest.FixtureRequest) -> None:
+def test_a_second_data_key_cannot_be_made_active(vault: Vault) -> None:
     from dataclasses import replace
 
     from veil.crypto.keyring import DataKey
     from veil.crypto.keys import KeyRef
     from veil.errors import VaultError
 
-    if vault.name == "memory":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="MemoryDataKeyStore (veil.crypto.keyring) does not refuse it yet")
-        )
     first = DataKey("dk_1", "t", "data", b"w1", KeyRef("local", 1), time.time())
     vault.keys.add_data_key(first)
     vault.keys.replace_data_key(replace(first, active=False))

@@ -26,7 +26,7 @@ from typing import Literal, Protocol
 
 from veil.crypto.envelope import KEY_BYTES, Sealed, associated_data, open_sealed, seal
 from veil.crypto.keys import KeyProvider, KeyRef
-from veil.errors import KeyUnavailable
+from veil.errors import KeyUnavailable, VaultError
 
 Purpose = Literal["data", "index"]
 
@@ -83,6 +83,14 @@ class MemoryDataKeyStore:
 
     def replace_data_key(self, key: DataKey) -> None:
         with self._lock:
+            if key.active and any(
+                other.key_id != key.key_id and other.tenant == key.tenant and other.purpose == key.purpose
+                and other.active
+                for other in self._keys.values()
+            ):  # fmt: skip
+                raise VaultError(
+                    f"data key {key.key_id} cannot be made active: the tenant already has an active {key.purpose} key"
+                )
             self._keys[key.key_id] = key
 
 
