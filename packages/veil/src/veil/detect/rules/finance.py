@@ -318,7 +318,7 @@ def iban_is_valid(value: str) -> bool:
 IBAN = Rule(
     name="iban",
     entity=Entity.IBAN,
-    pattern=r"[A-Z]{2}[ ]?[0-9]{2}(?:[ .\-]?[A-Z0-9]){11,30}",
+    pattern=r"[A-Z]{2}[ ]?[0-9]{2}(?:[ .\-]?[A-Za-z0-9]){11,30}",
     score=0.95,
     context=("iban", "account", "compte", "virement", "transfer", "bank", "banque"),
     context_boost=0.05,
