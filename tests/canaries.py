@@ -167,6 +167,23 @@ class Scanner:
             lines.append(f"  … and {len(self.findings) - 50} more")
         return "\n".join(lines)
 
+    def export(self) -> dict[str, object]:
+        """What this scanner counted and found, as plain data (a pytest-xdist worker hands it to the
+        controller, whose scanner `absorb`s it)."""
+        with self._lock:
+            return {
+                "counts": dict(self.counts),
+                "allowed": self.allowed,
+                "findings": [(f.source, f.canary, f.form, f.where, f.excerpt) for f in self.findings],
+            }
+
+    def absorb(self, exported: dict[str, object]) -> None:
+        with self._lock:
+            for kind, count in dict(exported["counts"]).items():  # type: ignore[call-overload]
+                self.counts[kind] = self.counts.get(kind, 0) + count
+            self.allowed += int(exported["allowed"])  # type: ignore[call-overload]
+            self.findings += [Finding(*row) for row in exported["findings"]]  # type: ignore[attr-defined]
+
     def summary(self) -> str:
         scanned = ", ".join(f"{count} {kind}" for kind, count in sorted(self.counts.items())) or "nothing"
         exempted = f" ({self.allowed} allowed by an exemption)" if self.allowed else ""

@@ -13,7 +13,9 @@ apart in the summary.
 
 At the end of the session, a finding is reported as a failed test `canary-scan::no-canary-in-logs`
 (the run exits non-zero) with the source, the canary, the form it took, the test that was running
-and an excerpt with the value masked. The summary line says how many records were scanned.
+and an excerpt with the value masked. The summary line says how many records were scanned. Under
+pytest-xdist each worker scans what its tests log and hands its counts and findings to the
+controller when it finishes (`workeroutput`), which reports them all.
 Loaded by tests/conftest.py; tests/security/test_canary_plugin.py proves that it fails a run.
 """
 
@@ -134,7 +136,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         SCANNER.where = "session"
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist's controller: a worker has finished; its scanner's counts and findings join
+    this one's, reported below as if they were found here."""
+    exported = getattr(node, "workeroutput", {}).get("canary_scan")
+    if exported is not None:
+        SCANNER.absorb(exported)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller reports (pytest_testnodedown)
+        workeroutput["canary_scan"] = SCANNER.export()
+        return
     if not SCANNER.findings:
         return
     report = pytest.TestReport(

@@ -53,6 +53,21 @@ def test_a_canary_logged_in_a_test_fails_the_run_and_names_each_test(sub_run: py
         assert value not in result.stdout.str(), "the report must mask the value it found"
 
 
+def test_under_pytest_xdist_the_workers_findings_fail_the_run(sub_run: pytest.Pytester) -> None:
+    # Each worker scans only what its own tests log: without handing its findings to the
+    # controller, a parallel run would pass whatever its tests leaked.
+    pytest.importorskip("xdist")
+    tests = "".join(f"\n\ndef test_{name}():\n    {statement}\n" for name, statement in LEAKS.items())
+    sub_run.makepyfile(test_leaky="import base64, logging, urllib.parse\nfrom canaries import CANARIES\n" + tests)
+    sub_run.makepyfile(test_clean="def test_nothing():\n    pass\n")
+    result = sub_run.runpytest_subprocess(*PLUGIN_ONLY, "-p", "xdist.plugin", "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=len(LEAKS) + 1, failed=1)
+    result.stdout.fnmatch_lines([f"{len(LEAKS)} canary value(s) found*", "canary scan: scanned * log records*"])
+    for name in LEAKS:
+        result.stdout.fnmatch_lines([f"*test_leaky.py::test_{name}*"])
+
+
 def test_a_clean_run_passes_and_reports_what_it_scanned(sub_run: pytest.Pytester) -> None:
     sub_run.makepyfile(
         test_clean="""
