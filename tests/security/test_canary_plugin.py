@@ -40,9 +40,14 @@ LEAKS = {
 }
 
 
-def test_a_canary_logged_in_a_test_fails_the_run_and_names_each_test(sub_run: pytest.Pytester) -> None:
+def write_leaky_tests(sub_run: pytest.Pytester) -> None:
+    """test_leaky.py: one test per way of leaking in LEAKS."""
     tests = "".join(f"\n\ndef test_{name}():\n    {statement}\n" for name, statement in LEAKS.items())
     sub_run.makepyfile(test_leaky="import base64, logging, urllib.parse\nfrom canaries import CANARIES\n" + tests)
+
+
+def test_a_canary_logged_in_a_test_fails_the_run_and_names_each_test(sub_run: pytest.Pytester) -> None:
+    write_leaky_tests(sub_run)
     result = sub_run.runpytest_subprocess(*PLUGIN_ONLY)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=len(LEAKS), failed=1)
@@ -56,9 +61,8 @@ def test_a_canary_logged_in_a_test_fails_the_run_and_names_each_test(sub_run: py
 def test_under_pytest_xdist_the_workers_findings_fail_the_run(sub_run: pytest.Pytester) -> None:
     # Each worker scans only what its own tests log: without handing its findings to the
     # controller, a parallel run would pass whatever its tests leaked.
-    pytest.importorskip("xdist")
-    tests = "".join(f"\n\ndef test_{name}():\n    {statement}\n" for name, statement in LEAKS.items())
-    sub_run.makepyfile(test_leaky="import base64, logging, urllib.parse\nfrom canaries import CANARIES\n" + tests)
+    # (pytest-xdist is a dev dependency: the suite itself runs under it.)
+    write_leaky_tests(sub_run)
     sub_run.makepyfile(test_clean="def test_nothing():\n    pass\n")
     result = sub_run.runpytest_subprocess(*PLUGIN_ONLY, "-p", "xdist.plugin", "-n", "2")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
